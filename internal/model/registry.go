@@ -1,0 +1,219 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Registry holds the loaded models and resolves a request's model name and
+// version to one of them. Lookups are lock-free and never block on changes:
+// every change publishes a new immutable snapshot.
+type Registry struct {
+	mu       sync.Mutex // serialises writers
+	snapshot atomic.Pointer[snapshot]
+}
+
+type snapshot struct {
+	defaultModel string
+	models       map[string]*entry
+}
+
+type entry struct {
+	versions       map[string]Model
+	order          []string // versions, oldest first
+	defaultVersion string   // explicit default; "" means the latest
+}
+
+// NewRegistry returns an empty registry whose default model, used when a
+// request names none, is defaultModel.
+func NewRegistry(defaultModel string) *Registry {
+	r := &Registry{}
+	r.snapshot.Store(&snapshot{defaultModel: defaultModel, models: map[string]*entry{}})
+	return r
+}
+
+// Add makes m available under its metadata's name and version, replacing a
+// model already there, which it returns (or nil) for the caller to close.
+func (r *Registry) Add(m Model) (replaced Model) {
+	meta := m.Metadata()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snapshot.Load()
+	next := old.clone()
+	e := next.models[meta.Name].clone()
+	replaced = e.versions[meta.Version]
+	e.versions[meta.Version] = m
+	if replaced == nil {
+		e.order = append(e.order, meta.Version)
+		slices.SortFunc(e.order, CompareVersions)
+	}
+	next.models[meta.Name] = e
+	r.snapshot.Store(next)
+	return replaced
+}
+
+// SetDefaultVersion makes version the one a request for model name gets when
+// it names no version; "" restores the default, the latest version.
+func (r *Registry) SetDefaultVersion(name, version string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.snapshot.Load().clone()
+	e := next.models[name].clone()
+	e.defaultVersion = version
+	next.models[name] = e
+	r.snapshot.Store(next)
+}
+
+// Remove takes a version out of the registry and returns it (or nil) for the
+// caller to close once its in-flight requests are done.
+func (r *Registry) Remove(name, version string) Model {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.snapshot.Load()
+	oe, ok := old.models[name]
+	if !ok || oe.versions[version] == nil {
+		return nil
+	}
+	next := old.clone()
+	e := oe.clone()
+	m := e.versions[version]
+	delete(e.versions, version)
+	e.order = slices.DeleteFunc(e.order, func(v string) bool { return v == version })
+	if len(e.versions) == 0 {
+		delete(next.models, name)
+	} else {
+		next.models[name] = e
+	}
+	r.snapshot.Store(next)
+	return m
+}
+
+// Resolve returns the model a request for name and version gets. An empty
+// name means the default model; an empty version, the model's default
+// version. It returns an error wrapping ErrModelNotFound or
+// ErrVersionNotFound; the error text names neither the requested name nor
+// version, which are client input.
+func (r *Registry) Resolve(name, version string) (Model, error) {
+	s := r.snapshot.Load()
+	if name == "" {
+		name = s.defaultModel
+	}
+	e, ok := s.models[name]
+	if !ok {
+		return nil, ErrModelNotFound
+	}
+	if version == "" {
+		version = e.defaultVersion
+		if version == "" || e.versions[version] == nil {
+			version = e.order[len(e.order)-1]
+		}
+	}
+	m, ok := e.versions[version]
+	if !ok {
+		return nil, ErrVersionNotFound
+	}
+	return m, nil
+}
+
+// Has reports whether a model called name is loaded, in any version.
+func (r *Registry) Has(name string) bool {
+	_, ok := r.snapshot.Load().models[name]
+	return ok
+}
+
+// DefaultModel returns the name of the model a request gets when it names none.
+func (r *Registry) DefaultModel() string { return r.snapshot.Load().defaultModel }
+
+// Models returns the metadata of every loaded model version, sorted by name
+// and then version, oldest first.
+func (r *Registry) Models() []Metadata {
+	s := r.snapshot.Load()
+	names := make([]string, 0, len(s.models))
+	for n := range s.models {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []Metadata
+	for _, n := range names {
+		e := s.models[n]
+		for _, v := range e.order {
+			out = append(out, e.versions[v].Metadata())
+		}
+	}
+	return out
+}
+
+// Len returns the number of loaded model versions.
+func (r *Registry) Len() int {
+	n := 0
+	for _, e := range r.snapshot.Load().models {
+		n += len(e.versions)
+	}
+	return n
+}
+
+func (s *snapshot) clone() *snapshot {
+	c := &snapshot{defaultModel: s.defaultModel, models: make(map[string]*entry, len(s.models)+1)}
+	for k, v := range s.models {
+		c.models[k] = v
+	}
+	return c
+}
+
+func (e *entry) clone() *entry {
+	if e == nil {
+		return &entry{versions: map[string]Model{}}
+	}
+	c := &entry{versions: make(map[string]Model, len(e.versions)+1), order: slices.Clone(e.order), defaultVersion: e.defaultVersion}
+	for k, v := range e.versions {
+		c.versions[k] = v
+	}
+	return c
+}
+
+// CompareVersions orders version names the way people read them: "v2" before
+// "v10", "1" before "2"; names without a number sort by text, after numbered
+// ones. It returns -1, 0 or +1 like strings.Compare.
+func CompareVersions(a, b string) int {
+	na, okA := versionNumber(a)
+	nb, okB := versionNumber(b)
+	switch {
+	case okA && okB && na != nb:
+		if na < nb {
+			return -1
+		}
+		return 1
+	case okA && !okB:
+		return -1
+	case !okA && okB:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func versionNumber(v string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimPrefix(v, "v"), "V"), 10, 64)
+	return n, err == nil
+}
+
+// ValidName reports whether s may name a model or a version: 1 to 64
+// characters from letters, digits, '_', '-' and '.', not starting with '.'.
+// Names appear in URLs and metric labels, so nothing else is allowed.
+func ValidName(s string) error {
+	if len(s) == 0 || len(s) > 64 {
+		return fmt.Errorf("%w: name must have 1 to 64 characters", ErrInvalidModel)
+	}
+	if s[0] == '.' {
+		return fmt.Errorf("%w: name %q starts with '.'", ErrInvalidModel, s)
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("%w: name %q has a character other than letters, digits, '_', '-' and '.'", ErrInvalidModel, s)
+		}
+	}
+	return nil
+}
