@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // Model is one loaded version of a model. Implementations are safe for
@@ -82,6 +83,8 @@ var (
 // PanicError is returned by SafePredict when a model's Predict panicked.
 type PanicError struct {
 	Value any
+	// Stack is the stack of the goroutine that panicked.
+	Stack []byte
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("model panicked: %v", e.Value) }
@@ -92,7 +95,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("model panicked: %v", e
 func SafePredict(ctx context.Context, m Model, in Batch) (res Result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			res, err = Result{}, &PanicError{Value: v}
+			res, err = Result{}, &PanicError{Value: v, Stack: debug.Stack()}
 		}
 	}()
 	res, err = m.Predict(ctx, in)

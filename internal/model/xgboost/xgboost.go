@@ -106,9 +106,9 @@ type jsonFile struct {
 }
 
 type jsonBooster struct {
-	Name       string     `json:"name"`
-	Model      *jsonTrees `json:"model"` // gbtree
-	GBTree     *struct {
+	Name   string     `json:"name"`
+	Model  *jsonTrees `json:"model"` // gbtree
+	GBTree *struct {
 		Model *jsonTrees `json:"model"`
 	} `json:"gbtree"` // dart
 	WeightDrop []float32 `json:"weight_drop"` // dart

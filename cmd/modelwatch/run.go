@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/modelwatch/modelwatch/internal/config"
+	"github.com/modelwatch/modelwatch/internal/metrics"
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/xgboost"
+	"github.com/modelwatch/modelwatch/internal/server"
+	"github.com/modelwatch/modelwatch/internal/version"
+	"github.com/modelwatch/modelwatch/models"
+)
+
+// Main runs the modelwatch command line.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// usageError is a command line that cannot be run; main exits 2 for it.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+const usage = `modelwatch serves machine-learning models over HTTP with Prometheus monitoring built in.
+
+Usage:
+  modelwatch serve [flags]     run the inference server (modelwatch serve --help lists the flags)
+  modelwatch version [--json]  print the build information
+`
+
+// Run runs the subcommand args name until ctx ends or the command is done.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return &usageError{errors.New("no command given")}
+	}
+	switch args[0] {
+	case "serve":
+		return m.serve(ctx, args[1:])
+	case "version":
+		return m.version(args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(m.Stderr, usage)
+	return &usageError{fmt.Errorf("unknown command %q", args[0])}
+}
+
+func (m *Main) version(args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return &usageError{err}
+	}
+	i := version.Get()
+	if *asJSON {
+		return json.NewEncoder(m.Stdout).Encode(i)
+	}
+	fmt.Fprintf(m.Stdout, "modelwatch %s (revision %s, %s)\n", i.Version, i.Revision, i.GoVersion)
+	return nil
+}
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := cfg.RegisterFlags(fs)
+	if err := config.Load(fs, configFile, args, m.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			config.Usage(m.Stdout, fs, "Usage: modelwatch serve [flags]\n\nRuns the inference server.")
+			return err
+		}
+		return &usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err}
+	}
+	logger := cfg.NewLogger(m.Stderr)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	)
+	met := metrics.New(reg)
+
+	registry := model.NewRegistry(cfg.DefaultModel)
+	if err := loadEmbedded(registry, met, logger); err != nil {
+		return err
+	}
+	if !registry.Has(cfg.DefaultModel) {
+		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
+	}
+
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Registry:          reg,
+		Timeout:           10 * time.Second,
+	})
+	srv := server.New(server.Options{
+		Models:          registry,
+		Metrics:         met,
+		MetricsHandler:  metricsHandler,
+		SeparateMetrics: cfg.MetricsListenAddress != "",
+		Logger:          logger,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxBatchRows:    cfg.MaxBatchRows,
+		RequestTimeout:  cfg.RequestTimeout,
+	})
+
+	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress
+	servers := []*listener{{addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile}}
+	if metricsAddr != "" {
+		servers[0].webConfig = ""
+		servers = append(servers, &listener{addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile})
+	}
+	if cfg.WebConfigFile != "" {
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			return fmt.Errorf("web.config.file: %w", err)
+		}
+	}
+	errc := make(chan error, len(servers))
+	for _, l := range servers {
+		l.srv = &http.Server{
+			Handler:           l.handler,
+			ReadHeaderTimeout: min(cfg.ReadTimeout, 10*time.Second),
+			ReadTimeout:       cfg.ReadTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			for _, o := range servers {
+				if o.srv != nil {
+					o.srv.Close()
+				}
+			}
+			return fmt.Errorf("listen: %w", err)
+		}
+		webConfig := l.webConfig
+		go func() {
+			errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
+		}()
+	}
+	srv.SetReady(true)
+	logger.Info("modelwatch serving", "version", version.Get().Version, "models", registry.Len(), "default_model", cfg.DefaultModel)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	srv.SetReady(false)
+	logger.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var firstErr error
+	for _, l := range servers {
+		if err := l.srv.Shutdown(shutdownCtx); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("shutdown: %w", err)
+		}
+	}
+	if firstErr == nil {
+		logger.Info("shut down cleanly")
+	}
+	return firstErr
+}
+
+type listener struct {
+	addr, webConfig string
+	handler         http.Handler
+	srv             *http.Server
+}
+
+// loadEmbedded loads the embedded default model into the registry.
+func loadEmbedded(registry *model.Registry, met *metrics.Metrics, logger *slog.Logger) error {
+	start := time.Now()
+	loaded, cfg, err := model.LoadDir(models.FS, models.Default, []model.Runtime{xgboost.Runtime})
+	if err != nil {
+		met.LoadFailures.WithLabelValues(models.Default).Inc()
+		return fmt.Errorf("load embedded model: %w", err)
+	}
+	for _, l := range loaded {
+		if l.Err != nil {
+			met.LoadFailures.WithLabelValues(models.Default).Inc()
+			return fmt.Errorf("load embedded model: %w", l.Err)
+		}
+		registry.Add(l.Model)
+		meta := l.Model.Metadata()
+		met.ModelLoaded(meta, time.Since(start))
+		logger.Info("model loaded", "model", meta.Name, "version", meta.Version, "type", meta.Type, "features", len(meta.Features), "classes", meta.Classes)
+	}
+	registry.SetDefaultVersion(models.Default, cfg.DefaultVersion)
+	return nil
+}

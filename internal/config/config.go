@@ -1,0 +1,223 @@
+// Package config holds the configuration of `modelwatch serve`: defaults,
+// validation, and parsing from command-line flags, MODELWATCH_* environment
+// variables and an optional YAML file, in that order of precedence.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// EnvPrefix starts the environment variable of every flag: --max-body-bytes
+// is MODELWATCH_MAX_BODY_BYTES.
+const EnvPrefix = "MODELWATCH_"
+
+// Config is the configuration of the serve command.
+type Config struct {
+	ListenAddress        string
+	MetricsListenAddress string
+	WebConfigFile        string
+	DefaultModel         string
+	MaxBodyBytes         int64
+	MaxBatchRows         int
+	RequestTimeout       time.Duration
+	ReadTimeout          time.Duration
+	WriteTimeout         time.Duration
+	IdleTimeout          time.Duration
+	ShutdownTimeout      time.Duration
+	LogLevel             string
+	LogFormat            string
+}
+
+// Default returns the configuration used where nothing else is said.
+func Default() Config {
+	return Config{
+		ListenAddress:   ":8000",
+		DefaultModel:    "fraud_model",
+		MaxBodyBytes:    8 << 20,
+		MaxBatchRows:    1024,
+		RequestTimeout:  10 * time.Second,
+		ReadTimeout:     30 * time.Second,
+		WriteTimeout:    60 * time.Second,
+		IdleTimeout:     120 * time.Second,
+		ShutdownTimeout: 25 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.ListenAddress == "":
+		return errors.New("listen-address must not be empty")
+	case c.MetricsListenAddress != "" && c.MetricsListenAddress == c.ListenAddress:
+		return errors.New("metrics-listen-address must differ from listen-address")
+	case c.DefaultModel == "":
+		return errors.New("default-model must not be empty")
+	case c.MaxBodyBytes < 1024:
+		return fmt.Errorf("max-body-bytes %d is below the minimum of 1024", c.MaxBodyBytes)
+	case c.MaxBatchRows < 1 || c.MaxBatchRows > 1<<20:
+		return fmt.Errorf("max-batch-rows %d is outside 1..%d", c.MaxBatchRows, 1<<20)
+	case c.RequestTimeout <= 0:
+		return errors.New("request-timeout must be positive")
+	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
+		return errors.New("read-timeout, write-timeout and idle-timeout must be positive")
+	case c.WriteTimeout <= c.RequestTimeout:
+		return fmt.Errorf("write-timeout %s must be longer than request-timeout %s, or timed-out requests get no answer", c.WriteTimeout, c.RequestTimeout)
+	case c.ShutdownTimeout < 0:
+		return errors.New("shutdown-timeout must not be negative")
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log-format %q is neither text nor json", c.LogFormat)
+	}
+	return nil
+}
+
+// SlogLevel returns LogLevel as a slog.Level.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log-level %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return l, nil
+}
+
+// NewLogger returns the logger the configuration asks for, writing to w.
+func (c Config) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := c.SlogLevel()
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// RegisterFlags defines a flag for every setting on fs, with c's values as
+// defaults, and one for the configuration file, whose value it returns.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
+	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "address the API, /metrics and the status page listen on")
+	fs.StringVar(&c.MetricsListenAddress, "metrics-listen-address", c.MetricsListenAddress, "serve /metrics on this address instead, apart from the API")
+	fs.StringVar(&c.WebConfigFile, "web.config.file", c.WebConfigFile, "exporter-toolkit web configuration (TLS, basic auth) for the listener that serves /metrics")
+	fs.StringVar(&c.DefaultModel, "default-model", c.DefaultModel, "model a request gets when it names none")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
+	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from the end of reading a request to the end of its answer")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long an idle keep-alive connection stays open")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT or SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least severe log level written: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	return fs.String("config-file", "", "YAML file with settings, keyed by flag name with '_' for '-' and '.' (flags and environment win)")
+}
+
+// EnvName returns the environment variable that sets a flag.
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(flagName))
+}
+
+// Load parses args into fs, then gives every flag that args did not set the
+// value of its environment variable (looked up with getenv) or else of the
+// YAML file that --config-file (or MODELWATCH_CONFIG_FILE) names. It returns
+// flag.ErrHelp for -h or --help.
+func Load(fs *flag.FlagSet, configFile *string, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["config-file"] {
+		if v := getenv(EnvName("config-file")); v != "" {
+			*configFile = v
+		}
+	}
+	file := map[string]string{}
+	if *configFile != "" {
+		data, err := os.ReadFile(*configFile)
+		if err != nil {
+			return fmt.Errorf("read config file: %w", err)
+		}
+		if file, err = parseFile(fs, data); err != nil {
+			return fmt.Errorf("config file %s: %w", *configFile, err)
+		}
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || f.Name == "config-file" || err != nil {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("environment variable %s: %w", EnvName(f.Name), e)
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("config file %s: %s: %w", *configFile, f.Name, e)
+			}
+		}
+	})
+	return err
+}
+
+// parseFile reads the YAML file into flag name -> value. Unknown keys are an
+// error.
+func parseFile(fs *flag.FlagSet, data []byte) (map[string]string, error) {
+	var raw map[string]yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	out := map[string]string{}
+	var unknown []string
+	for k, node := range raw {
+		name := strings.ReplaceAll(k, "_", "-")
+		if name == "web.config.file" || name == "web-config-file" {
+			name = "web.config.file"
+		}
+		if fs.Lookup(name) == nil || name == "config-file" {
+			unknown = append(unknown, k)
+			continue
+		}
+		if node.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("%s must be a single value", k)
+		}
+		out[name] = node.Value
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown settings: %s", strings.Join(unknown, ", "))
+	}
+	return out, nil
+}
+
+// Usage writes the help of a command: its synopsis and every flag with its
+// default and environment variable.
+func Usage(w io.Writer, fs *flag.FlagSet, synopsis string) {
+	fmt.Fprintf(w, "%s\n\nFlags (each also set by the environment variable shown, or a --config-file key):\n", synopsis)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
+	})
+}

@@ -1,0 +1,272 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"unsafe"
+)
+
+// predictRequest is the body of POST /predict.
+type predictRequest struct {
+	ModelName    string `json:"model_name"`
+	ModelVersion string `json:"model_version"`
+	Inputs       rows   `json:"inputs"`
+}
+
+// rows is the "inputs" of a /predict request: a list of rows of numbers, or a
+// single row. null stands for a missing value and becomes NaN.
+type rows struct {
+	present bool
+	values  []float64
+	n       int // rows seen, counting past maxRows
+	cols    int // length of the first row
+	// ragged is the index of the first row whose length differs from the
+	// first row's, or -1; raggedLen is its length.
+	ragged, raggedLen int
+	// maxRows bounds what is stored: rows past it are checked for syntax and
+	// counted, not kept.
+	maxRows int
+}
+
+// decodeError is a request the decoder cannot read.
+type decodeError struct {
+	typ errorType
+	msg string
+}
+
+func (e *decodeError) Error() string { return e.msg }
+
+// decodePredict reads a /predict body into req. It returns an *apiError of
+// type invalid_json (not JSON) or invalid_request (JSON of the wrong shape).
+func decodePredict(body []byte, req *predictRequest) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(req)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			return newError(errInvalidJSON, "invalid JSON: data after the request object")
+		}
+		if !req.Inputs.present {
+			return newError(errInvalidRequest, `the request has no "inputs": send {"inputs": [[feature values...], ...]}`)
+		}
+		return nil
+	}
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		de  *decodeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return newError(errInvalidJSON, "invalid JSON: the body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(errInvalidJSON, "invalid JSON: the body ends before the JSON does")
+	case errors.As(err, &syn):
+		if nonFiniteLiteral(body, syn.Offset) {
+			return newError(errInvalidJSON, "invalid JSON at byte %d: NaN and Infinity are not JSON numbers; send null for a missing value", syn.Offset)
+		}
+		return newError(errInvalidJSON, "invalid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &de):
+		return newError(de.typ, "%s", de.msg)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return newError(errInvalidRequest, "the request must be a JSON object, not %s", typ.Value)
+		}
+		return newError(errInvalidRequest, "%q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
+	default:
+		// Unknown fields; the message names the field.
+		return newError(errInvalidRequest, "%s", trimJSONPrefix(err.Error()))
+	}
+}
+
+func trimJSONPrefix(s string) string {
+	if len(s) > 6 && s[:6] == "json: " {
+		return s[6:]
+	}
+	return s
+}
+
+// nonFiniteLiteral reports whether the syntax error at offset is a NaN or
+// Infinity literal, which Python's json module writes by default.
+func nonFiniteLiteral(body []byte, offset int64) bool {
+	i := int(offset) - 1
+	if i < 0 || i >= len(body) {
+		return false
+	}
+	rest := body[i:]
+	if body[i] == '-' && len(rest) > 1 {
+		rest = rest[1:]
+	}
+	return bytes.HasPrefix(rest, []byte("NaN")) || bytes.HasPrefix(rest, []byte("Inf"))
+}
+
+// UnmarshalJSON reads the inputs. b is one valid JSON value: the JSON
+// decoder has already checked the syntax of the whole body.
+func (r *rows) UnmarshalJSON(b []byte) error {
+	p := scanner{b: b}
+	p.space()
+	if p.literal("null") {
+		return nil
+	}
+	r.present = true
+	r.ragged = -1
+	if !p.consume('[') {
+		return p.typeError("inputs", "a list of rows")
+	}
+	p.space()
+	if p.consume(']') {
+		return nil
+	}
+	if c := p.peek(); c != '[' {
+		// A flat list of values is one row.
+		if err := r.row(&p, -1); err != nil {
+			return err
+		}
+		r.n = 1
+		return nil
+	}
+	for i := 0; ; i++ {
+		p.space()
+		if !p.consume('[') {
+			return p.typeError(fmt.Sprintf("inputs[%d]", i), "a list of numbers")
+		}
+		if err := r.row(&p, i); err != nil {
+			return err
+		}
+		r.n++
+		p.space()
+		if p.consume(']') {
+			return nil
+		}
+		p.consume(',')
+	}
+}
+
+// row reads the values of row i (-1 for a flat single row) up to and
+// including its closing bracket.
+func (r *rows) row(p *scanner, i int) error {
+	keep := r.n < r.maxRows
+	count := 0
+	p.space()
+	if !p.consume(']') {
+		for {
+			p.space()
+			v, ok := p.number()
+			if !ok {
+				where := fmt.Sprintf("inputs[%d][%d]", i, count)
+				if i < 0 {
+					where = fmt.Sprintf("inputs[%d]", count)
+				}
+				return p.typeError(where, "a number or null")
+			}
+			if keep {
+				r.values = append(r.values, v)
+			}
+			count++
+			p.space()
+			if p.consume(']') {
+				break
+			}
+			p.consume(',')
+		}
+	}
+	switch {
+	case r.n == 0:
+		r.cols = count
+	case count != r.cols && r.ragged < 0:
+		r.ragged, r.raggedLen = i, count
+	}
+	if keep && r.ragged >= 0 {
+		// A ragged batch is rejected; stop keeping values.
+		r.maxRows = 0
+	}
+	return nil
+}
+
+// scanner walks a JSON value that is known to be syntactically valid.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (p *scanner) space() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\n' || p.b[p.i] == '\t' || p.b[p.i] == '\r') {
+		p.i++
+	}
+}
+
+func (p *scanner) peek() byte {
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+func (p *scanner) consume(c byte) bool {
+	if p.peek() == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *scanner) literal(s string) bool {
+	if bytes.HasPrefix(p.b[p.i:], []byte(s)) {
+		p.i += len(s)
+		return true
+	}
+	return false
+}
+
+// number reads a number, or null as NaN. A number too large for a float64
+// reads as ±Inf, which validation rejects.
+func (p *scanner) number() (float64, bool) {
+	if p.literal("null") {
+		return math.NaN(), true
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			p.i++
+			continue
+		}
+		break
+	}
+	if p.i == start {
+		return 0, false
+	}
+	tok := p.b[start:p.i]
+	// The bytes are not modified while ParseFloat runs, and it keeps no
+	// reference to them.
+	v, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, false
+	}
+	return v, true
+}
+
+// typeError describes the JSON value at the scanner's position.
+func (p *scanner) typeError(where, want string) error {
+	got := "something else"
+	switch c := p.peek(); {
+	case c == '"':
+		got = "a string"
+	case c == '{':
+		got = "an object"
+	case c == '[':
+		got = "a list"
+	case c == 't' || c == 'f':
+		got = "a boolean"
+	case c == 'n':
+		got = "null"
+	case c == '-' || c >= '0' && c <= '9':
+		got = "a number"
+	}
+	return &decodeError{typ: errInvalidRequest, msg: fmt.Sprintf("%s must be %s, not %s", where, want, got)}
+}

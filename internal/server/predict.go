@@ -1,0 +1,291 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"math"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/modelwatch/modelwatch/internal/metrics"
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+// view is what the request path needs of a loaded model, resolved once.
+type view struct {
+	model  model.Model
+	meta   model.Metadata
+	series *metrics.ModelSeries
+}
+
+func (s *Server) view(m model.Model) *view {
+	if v, ok := s.views.Load(m); ok {
+		return v.(*view)
+	}
+	meta := m.Metadata()
+	v, _ := s.views.LoadOrStore(m, &view{model: m, meta: meta, series: s.metrics.Series(meta)})
+	return v.(*view)
+}
+
+// resolve finds the model a request names. The error's model label is set
+// only when the name is that of a loaded model.
+func (s *Server) resolve(name, version string) (*view, *apiError) {
+	m, err := s.models.Resolve(name, version)
+	if err != nil {
+		e := fromModelError(err)
+		if errors.Is(err, model.ErrVersionNotFound) {
+			if name == "" {
+				name = s.models.DefaultModel()
+			}
+			e.model = name
+		}
+		return nil, e
+	}
+	return s.view(m), nil
+}
+
+// checkJSONContent accepts application/json, any +json type, and a missing
+// Content-Type.
+func checkJSONContent(r *http.Request) *apiError {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" || ct == "application/json" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	return newError(errMediaType, "Content-Type must be application/json (with curl: -H 'Content-Type: application/json')")
+}
+
+// readBody reads the request body, bounded by MaxBodyBytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	tooLarge := newError(errBodyTooLarge, "the request body is over the limit of %d bytes", s.opts.MaxBodyBytes)
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return nil, tooLarge
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge
+	case err != nil:
+		return nil, newError(errCanceled, "reading the request body failed: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// predict serves POST /predict.
+func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if err := checkJSONContent(r); err != nil {
+		return nil, err
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	t0 := s.opts.Now()
+	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows}}
+	if err := decodePredict(body, &req); err != nil {
+		return nil, err
+	}
+	v, aerr := s.resolve(req.ModelName, req.ModelVersion)
+	if aerr != nil {
+		return nil, aerr
+	}
+	batch, aerr := s.validate(v, &req.Inputs)
+	if aerr != nil {
+		aerr.model = v.meta.Name
+		return nil, aerr
+	}
+	out, aerr := s.infer(r.Context(), v, batch, t0)
+	if aerr != nil {
+		aerr.model = v.meta.Name
+		return nil, aerr
+	}
+	info := requestInfoFrom(r.Context())
+	resp := appendPredictResponse(make([]byte, 0, 256+64*batch.Rows), v, info.id, out, s.opts.Now().Sub(info.start))
+	v.series.InputSize.Observe(float64(len(body)))
+	v.series.OutputSize.Observe(float64(len(resp) + 1))
+	return json.RawMessage(resp), nil
+}
+
+// validate checks decoded rows against the model's metadata and returns them
+// as a batch.
+func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
+	meta := &v.meta
+	switch {
+	case in.n == 0:
+		return model.Batch{}, newError(errEmptyBatch, `"inputs" has no rows`)
+	case in.n > s.opts.MaxBatchRows:
+		return model.Batch{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", in.n, s.opts.MaxBatchRows)
+	case in.ragged >= 0:
+		return model.Batch{}, newError(errShapeMismatch, "rows differ in length: row %d has %d values, row 0 has %d", in.ragged, in.raggedLen, in.cols)
+	case in.cols != len(meta.Features):
+		return model.Batch{}, newError(errShapeMismatch, "rows have %d values; model %s %s takes %d features: %s",
+			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))
+	}
+	for i, x := range in.values {
+		switch {
+		case math.IsInf(x, 0):
+			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) is too large to be a float64", i/in.cols, i%in.cols, meta.Features[i%in.cols])
+		case math.IsNaN(x) && !meta.AcceptsMissing:
+			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) is null, and model %s takes no missing values", i/in.cols, i%in.cols, meta.Features[i%in.cols], meta.Name)
+		}
+	}
+	return model.Batch{Rows: in.n, Cols: in.cols, Values: in.values}, nil
+}
+
+// outcome is a successful inference.
+type outcome struct {
+	result model.Result
+	// class and confidence of each row of a classifier.
+	class      []int
+	confidence []float64
+}
+
+// infer runs a validated batch through the model and observes it into the
+// catalogue. t0 is when preprocessing began. It is the one inference path of
+// every API.
+func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.Time) (outcome, *apiError) {
+	ser := v.series
+	info := requestInfoFrom(ctx)
+	ser.Active.Inc()
+	defer ser.Active.Dec()
+	t1 := s.opts.Now()
+
+	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	res, err := model.SafePredict(ctx, v.model, batch)
+	cancel()
+	t2 := s.opts.Now()
+	if err != nil {
+		ser.Error.Inc()
+		var pe *model.PanicError
+		if errors.As(err, &pe) {
+			s.log.Error("model panicked", "request_id", info.id, "model", v.meta.Name, "version", v.meta.Version, "panic", pe.Value, "stack", string(pe.Stack))
+		}
+		return outcome{}, fromModelError(err)
+	}
+
+	out := outcome{result: res}
+	for _, x := range res.Values {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			ser.Error.Inc()
+			return outcome{}, newError(errModelFailed, "the model produced a value that is not a finite number")
+		}
+	}
+	if v.meta.IsClassifier() {
+		out.class = make([]int, res.Rows)
+		out.confidence = make([]float64, res.Rows)
+		counts := make([]int, res.Cols)
+		for i := 0; i < res.Rows; i++ {
+			best := 0
+			row := res.Row(i)
+			for j, p := range row {
+				if p > row[best] {
+					best = j
+				}
+			}
+			out.class[i], out.confidence[i] = best, row[best]
+			counts[best]++
+			ser.Confidence.Observe(row[best])
+		}
+		for j, n := range counts {
+			if n > 0 {
+				ser.Classes[j].Add(float64(n))
+			}
+		}
+	}
+	t3 := s.opts.Now()
+
+	ser.Success.Inc()
+	ser.Predictions.Add(float64(batch.Rows))
+	ser.BatchSize.Observe(float64(batch.Rows))
+	metrics.Observe(ser.Stages[metrics.StagePreprocess], t1.Sub(t0).Seconds(), info.id)
+	metrics.Observe(ser.Stages[metrics.StageInfer], t2.Sub(t1).Seconds(), info.id)
+	metrics.Observe(ser.Stages[metrics.StagePostprocess], t3.Sub(t2).Seconds(), info.id)
+	metrics.Observe(ser.PredictionDuration, t3.Sub(t0).Seconds(), info.id)
+	return out, nil
+}
+
+// appendPredictResponse writes the /predict answer:
+//
+//	{"model_name": ..., "model_version": ..., "request_id": ...,
+//	 "prediction": ..., "confidence": ...,          (single-row requests)
+//	 "predictions": [{"class": ..., "confidence": ..., "probabilities": {...}} | {"value": ...}],
+//	 "latency_ms": ...}
+func appendPredictResponse(b []byte, v *view, requestID string, out outcome, latency time.Duration) []byte {
+	meta := &v.meta
+	res := out.result
+	b = append(b, `{"model_name":`...)
+	b = appendString(b, meta.Name)
+	b = append(b, `,"model_version":`...)
+	b = appendString(b, meta.Version)
+	b = append(b, `,"request_id":`...)
+	b = appendString(b, requestID)
+	if res.Rows == 1 {
+		if meta.IsClassifier() {
+			b = append(b, `,"prediction":`...)
+			b = appendString(b, meta.Classes[out.class[0]])
+			b = append(b, `,"confidence":`...)
+			b = appendFloat(b, out.confidence[0])
+		} else {
+			b = append(b, `,"prediction":`...)
+			b = appendValue(b, res.Row(0))
+		}
+	}
+	b = append(b, `,"predictions":[`...)
+	for i := 0; i < res.Rows; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		row := res.Row(i)
+		if !meta.IsClassifier() {
+			b = append(b, `{"value":`...)
+			b = appendValue(b, row)
+			b = append(b, '}')
+			continue
+		}
+		b = append(b, `{"class":`...)
+		b = appendString(b, meta.Classes[out.class[i]])
+		b = append(b, `,"confidence":`...)
+		b = appendFloat(b, out.confidence[i])
+		b = append(b, `,"probabilities":{`...)
+		for j, p := range row {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, meta.Classes[j])
+			b = append(b, ':')
+			b = appendFloat(b, p)
+		}
+		b = append(b, "}}"...)
+	}
+	b = append(b, `],"latency_ms":`...)
+	b = appendFloat(b, math.Round(latency.Seconds()*1e6)/1e3)
+	return append(b, '}')
+}
+
+// appendValue writes a regressor's row: a number, or a list for several targets.
+func appendValue(b []byte, row []float64) []byte {
+	if len(row) == 1 {
+		return appendFloat(b, row[0])
+	}
+	b = append(b, '[')
+	for j, x := range row {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendFloat(b, x)
+	}
+	return append(b, ']')
+}

@@ -1,0 +1,296 @@
+// Package server is modelwatch's HTTP interface: the routes, the simple
+// /predict API, health and readiness, and the middleware that observes every
+// request into the metric catalogue. Errors map to HTTP status and to the
+// error_type label in one table (errors.go).
+package server
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelwatch/modelwatch/internal/metrics"
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/version"
+)
+
+// Options configures a Server. Zero values take the defaults noted.
+type Options struct {
+	// Models resolves requests to models. Required.
+	Models *model.Registry
+	// Metrics is the catalogue the server observes into. Required.
+	Metrics *metrics.Metrics
+	// MetricsHandler serves GET /metrics. Required.
+	MetricsHandler http.Handler
+	// SeparateMetrics leaves /metrics out of the API's routes, for a server
+	// that serves MetricsRoutes on a listener of its own.
+	SeparateMetrics bool
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body (default 8 MiB).
+	MaxBodyBytes int64
+	// MaxBatchRows bounds the rows of one inference request (default 1024).
+	MaxBatchRows int
+	// RequestTimeout bounds the inference of one request (default 10s).
+	RequestTimeout time.Duration
+	// Now is the clock that times requests (default time.Now). Tests inject
+	// a clock so that observed durations are exact.
+	Now func() time.Time
+	// NewRequestID makes the id of a request that brings no valid
+	// X-Request-ID header (default: 26 random base32 characters).
+	NewRequestID func() string
+}
+
+// Server is the HTTP server's handler. It is safe for concurrent use.
+type Server struct {
+	opts    Options
+	models  *model.Registry
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	handler http.Handler
+	ready   atomic.Bool
+	views   sync.Map // model.Model -> *view
+	started time.Time
+}
+
+// New returns a Server; it is not ready (GET /ready answers 503) until
+// SetReady(true).
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 8 << 20
+	}
+	if opts.MaxBatchRows <= 0 {
+		opts.MaxBatchRows = 1024
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewRequestID == nil {
+		opts.NewRequestID = rand.Text
+	}
+	s := &Server{
+		opts:    opts,
+		models:  opts.Models,
+		metrics: opts.Metrics,
+		log:     opts.Logger.With("component", "server"),
+		started: opts.Now(),
+	}
+	s.handler = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// SetReady sets what GET /ready reports: whether every model meant to be
+// loaded is loaded and the server is not shutting down.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// route is one path of the API: its ServeMux pattern, the endpoint label it
+// is counted under, and a handler per method.
+type route struct {
+	pattern, endpoint string
+	methods           map[string]http.HandlerFunc
+	// inference routes count their errors in model_prediction_errors_total.
+	inference bool
+}
+
+func (s *Server) routes() http.Handler {
+	getHead := func(h http.HandlerFunc) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h, http.MethodHead: h}
+	}
+	table := []route{
+		{pattern: "/predict", endpoint: "/predict", inference: true,
+			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.predict, true)}},
+		{pattern: "/health", endpoint: "/health", methods: getHead(s.api(s.health, false))},
+		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
+		{pattern: "/{$}", endpoint: "/", methods: getHead(s.api(s.info, false))},
+	}
+	if !s.opts.SeparateMetrics {
+		table = append(table, s.metricsRoute())
+	}
+	return s.mux(table)
+}
+
+func (s *Server) metricsRoute() route {
+	return route{pattern: "/metrics", endpoint: "/metrics", methods: map[string]http.HandlerFunc{
+		http.MethodGet: s.opts.MetricsHandler.ServeHTTP, http.MethodHead: s.opts.MetricsHandler.ServeHTTP,
+	}}
+}
+
+// MetricsRoutes returns the handler of a listener that serves only /metrics.
+func (s *Server) MetricsRoutes() http.Handler { return s.mux([]route{s.metricsRoute()}) }
+
+// mux routes the table, answering 404 for any other path.
+func (s *Server) mux(table []route) http.Handler {
+	table = append(table, route{pattern: "/", endpoint: "other"})
+	mux := http.NewServeMux()
+	for _, rt := range table {
+		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.dispatch(rt)))
+	}
+	return mux
+}
+
+// dispatch picks the route's handler for the request's method, answering
+// 404 for a route with no methods and 405 for a method the route lacks.
+func (s *Server) dispatch(rt route) http.HandlerFunc {
+	allow := ""
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if rt.methods[m] != nil {
+			if allow != "" {
+				allow += ", "
+			}
+			allow += m
+		}
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if rt.methods == nil {
+			s.writeError(w, r, newError(errNotFound, "no such endpoint; see GET / for the API"), false)
+			return
+		}
+		h := rt.methods[r.Method]
+		if h == nil {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, newError(errMethodNotAllowed, "method %s is not allowed here; allowed: %s", methodLabel(r.Method), allow), rt.inference)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// apiFunc handles a request and returns what to answer: a value to encode
+// as JSON, a json.RawMessage to send as it is, or an error.
+type apiFunc func(w http.ResponseWriter, r *http.Request) (any, *apiError)
+
+// api adapts an apiFunc to a handler: the one place responses and errors
+// are written.
+func (s *Server) api(f apiFunc, inference bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		result, err := f(w, r)
+		if err != nil {
+			s.writeError(w, r, err, inference)
+			return
+		}
+		status := http.StatusOK
+		if sr, ok := result.(statusResult); ok {
+			status, result = sr.status, sr.body
+		}
+		body, ok := result.(json.RawMessage)
+		if !ok {
+			var merr error
+			if body, merr = json.Marshal(result); merr != nil {
+				s.writeError(w, r, newError(errInternal, "encoding the response failed"), inference)
+				s.log.Error("encode response", "err", merr)
+				return
+			}
+		}
+		writeJSON(w, status, body)
+	}
+}
+
+// statusResult answers with a status other than 200.
+type statusResult struct {
+	status int
+	body   any
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(body)
+	w.Write([]byte{'\n'})
+}
+
+// errorBody is the JSON of every error answer. "error" is the field the Open
+// Inference Protocol specifies.
+type errorBody struct {
+	Error     string `json:"error"`
+	ErrorType string `json:"error_type"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// writeError answers with err and, for inference routes, counts it.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiError, inference bool) {
+	if inference {
+		s.metrics.PredictionErrors.WithLabelValues(err.model, string(err.typ)).Inc()
+	}
+	info := requestInfoFrom(r.Context())
+	body, _ := json.Marshal(errorBody{Error: err.msg, ErrorType: string(err.typ), RequestID: info.id})
+	status := err.status()
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+	} else {
+		s.log.Debug("request rejected", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+	}
+	writeJSON(w, status, body)
+}
+
+// health answers liveness: the process is up and serving HTTP.
+func (s *Server) health(http.ResponseWriter, *http.Request) (any, *apiError) {
+	return map[string]any{"status": "healthy", "models_loaded": s.models.Len()}, nil
+}
+
+type modelState struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Type    string `json:"type"`
+	State   string `json:"state"`
+}
+
+// readiness answers 200 when the server takes traffic: every model meant to
+// be loaded is loaded and it is not shutting down.
+func (s *Server) readiness(http.ResponseWriter, *http.Request) (any, *apiError) {
+	var models []modelState
+	for _, m := range s.models.Models() {
+		models = append(models, modelState{Name: m.Name, Version: m.Version, Type: m.Type, State: "READY"})
+	}
+	ready := s.ready.Load()
+	body := map[string]any{"ready": ready, "models": models}
+	if !ready {
+		return statusResult{status: http.StatusServiceUnavailable, body: body}, nil
+	}
+	return body, nil
+}
+
+type modelInfo struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	Type        string   `json:"type"`
+	Description string   `json:"description,omitempty"`
+	Features    []string `json:"features"`
+	Classes     []string `json:"classes,omitempty"`
+}
+
+// info answers GET / with what the service is and serves.
+func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
+	var models []modelInfo
+	for _, m := range s.models.Models() {
+		models = append(models, modelInfo{Name: m.Name, Version: m.Version, Type: m.Type,
+			Description: m.Description, Features: m.Features, Classes: m.Classes})
+	}
+	return map[string]any{
+		"service":        "modelwatch",
+		"build":          version.Get(),
+		"uptime_seconds": s.opts.Now().Sub(s.started).Seconds(),
+		"default_model":  s.models.DefaultModel(),
+		"models":         models,
+		"endpoints": []string{
+			"POST /predict", "GET /health", "GET /ready", "GET /metrics", "GET /",
+		},
+	}, nil
+}
