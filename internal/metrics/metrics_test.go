@@ -1,0 +1,114 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+var fraud = model.Metadata{Name: "fraud_model", Version: "v1", Type: "xgboost", Features: []string{"a"}, Classes: []string{"safe", "fraud"}, Outputs: 2}
+
+func TestLint(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg)
+	m.ModelLoaded(fraud, time.Second)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestModelLoadedCreatesSeriesAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.ModelLoaded(fraud, 1500*time.Millisecond)
+	want := `
+# HELP model_loaded_info 1 for each model version that is loaded and serving, 0 for one that is known but not loaded.
+# TYPE model_loaded_info gauge
+model_loaded_info{model_name="fraud_model",model_type="xgboost",model_version="v1"} 1
+# HELP model_load_time_seconds Time the last load of the model version took.
+# TYPE model_load_time_seconds gauge
+model_load_time_seconds{model_name="fraud_model",model_version="v1"} 1.5
+# HELP model_predicted_class_total Rows predicted as each class (the class of highest probability).
+# TYPE model_predicted_class_total counter
+model_predicted_class_total{class="fraud",model_name="fraud_model",model_version="v1"} 0
+model_predicted_class_total{class="safe",model_name="fraud_model",model_version="v1"} 0
+# HELP model_requests_total Inference requests that reached a model, by outcome (success or error).
+# TYPE model_requests_total counter
+model_requests_total{model_name="fraud_model",model_version="v1",status="error"} 0
+model_requests_total{model_name="fraud_model",model_version="v1",status="success"} 0
+# HELP active_requests Inference requests in progress.
+# TYPE active_requests gauge
+active_requests{model_name="fraud_model"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"model_loaded_info", "model_load_time_seconds", "model_predicted_class_total", "model_requests_total", "active_requests"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestModelUnloadedDeletesSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	v2 := fraud
+	v2.Version = "v2"
+	m.ModelLoaded(fraud, time.Second)
+	m.ModelLoaded(v2, time.Second)
+	m.Series(fraud).Success.Inc()
+	m.PredictionErrors.WithLabelValues("fraud_model", "invalid_json").Inc()
+
+	m.ModelUnloaded(fraud, false)
+	if got := testutil.CollectAndCount(m.ModelRequests); got != 2 {
+		t.Errorf("after unloading v1 of two: %d model_requests_total series, want v2's 2", got)
+	}
+	if got := testutil.CollectAndCount(m.PredictionErrors); got != 1 {
+		t.Errorf("per-model series deleted while v2 is still loaded")
+	}
+	if s := m.Series(fraud); s == nil {
+		t.Fatal("Series after unload returned nil")
+	}
+	m.ModelUnloaded(fraud, false)
+
+	m.ModelUnloaded(v2, true)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			for _, l := range mm.GetLabel() {
+				if l.GetName() == "model_name" {
+					t.Errorf("%s still has a series for %s after the last version was unloaded", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	New(reg)
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "modelwatch_build_info" {
+			continue
+		}
+		var names []string
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			names = append(names, l.GetName())
+		}
+		if strings.Join(names, ",") != "goversion,revision,version" || mf.GetMetric()[0].GetGauge().GetValue() != 1 {
+			t.Errorf("modelwatch_build_info %v", mf.GetMetric()[0])
+		}
+		return
+	}
+	t.Error("no modelwatch_build_info")
+}

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"math"
+	"testing"
+)
+
+func TestDecodeRows(t *testing.T) {
+	for _, tc := range []struct {
+		body       string
+		n, cols    int
+		values     []float64
+		ragged     int
+		maxRows    int
+		wantStored int
+	}{
+		{body: `{"inputs": [[1, 2.5, -3e2], [4, 5, 6]]}`, n: 2, cols: 3, values: []float64{1, 2.5, -300, 4, 5, 6}, ragged: -1},
+		{body: `{"inputs": [1, 2]}`, n: 1, cols: 2, values: []float64{1, 2}, ragged: -1},
+		{body: "{\"inputs\":\n[ [ 1 ,null ] ,\t[2,3] ]\n}", n: 2, cols: 2, values: []float64{1, math.NaN(), 2, 3}, ragged: -1},
+		{body: `{"inputs": [[1, 2], [3], [4, 5, 6]]}`, n: 3, cols: 2, values: []float64{1, 2, 3}, ragged: 1},
+		{body: `{"inputs": []}`, n: 0, cols: 0, values: nil, ragged: -1},
+		{body: `{"inputs": [[1], [2], [3], [4]]}`, n: 4, cols: 1, values: []float64{1, 2}, ragged: -1, maxRows: 2},
+	} {
+		req := predictRequest{Inputs: rows{maxRows: 100}}
+		if tc.maxRows > 0 {
+			req.Inputs.maxRows = tc.maxRows
+		}
+		if err := decodePredict([]byte(tc.body), &req); err != nil {
+			t.Errorf("%s: %v", tc.body, err)
+			continue
+		}
+		in := req.Inputs
+		if in.n != tc.n || in.cols != tc.cols || in.ragged != tc.ragged || len(in.values) != len(tc.values) {
+			t.Errorf("%s: n %d cols %d ragged %d values %v", tc.body, in.n, in.cols, in.ragged, in.values)
+			continue
+		}
+		for i, v := range tc.values {
+			if got := in.values[i]; got != v && !(math.IsNaN(v) && math.IsNaN(got)) {
+				t.Errorf("%s: value %d = %v, want %v", tc.body, i, got, v)
+			}
+		}
+	}
+}
+
+// FuzzDecodePredict feeds arbitrary bodies to the /predict decoder: it must
+// never panic, every error must be of a known type, and a decoded batch must
+// be consistent.
+func FuzzDecodePredict(f *testing.F) {
+	for _, seed := range []string{
+		`{"inputs": [[1, 2, 3], [4, 5, 6]]}`,
+		`{"model_name": "fraud_model", "model_version": "v1", "inputs": [[950.0, 2, 8, 120.5, 11, 12]]}`,
+		`{"inputs": [1, null, 3]}`,
+		`{"inputs": [[1, 2], [3]]}`,
+		`{"inputs": [[1, NaN]]}`,
+		`{"inputs": [[1e999, -0, 0.5e-3]]}`,
+		`{"inputs": "x"}`,
+		`{"inputs": [[[1]]]}`,
+		`{"inputs": [{"a": 1}]}`,
+		`[]`, `null`, ``, `{`, `{"inputs": [[1,2]]} x`,
+	} {
+		f.Add([]byte(seed))
+	}
+	known := map[errorType]bool{}
+	for _, typ := range errorTypes() {
+		known[typ] = true
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := predictRequest{Inputs: rows{maxRows: 8}}
+		if err := decodePredict(body, &req); err != nil {
+			if !known[err.typ] || err.status() < 400 || err.msg == "" {
+				t.Fatalf("error %+v", err)
+			}
+			return
+		}
+		in := req.Inputs
+		if !in.present {
+			t.Fatal("decoded without inputs")
+		}
+		if in.ragged < 0 && in.n <= 8 && len(in.values) != in.n*in.cols {
+			t.Fatalf("%d rows of %d values, %d values stored", in.n, in.cols, len(in.values))
+		}
+		if len(in.values) > 8*max(in.cols, 1) && in.cols > 0 {
+			t.Fatalf("%d values stored for at most 8 rows of %d", len(in.values), in.cols)
+		}
+	})
+}
