@@ -129,10 +129,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	})
 
 	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress
-	servers := []*listener{{addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile}}
+	servers := []*listener{{role: "api", addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile}}
 	if metricsAddr != "" {
 		servers[0].webConfig = ""
-		servers = append(servers, &listener{addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile})
+		servers = append(servers, &listener{role: "metrics", addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile})
 	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
@@ -160,6 +160,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 		webConfig := l.webConfig
+		logger.Info("listening", "role", l.role, "address", ln.Addr().String(), "web_config", webConfig != "")
 		go func() {
 			errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
 		}()
@@ -189,9 +190,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 }
 
 type listener struct {
-	addr, webConfig string
-	handler         http.Handler
-	srv             *http.Server
+	role, addr, webConfig string
+	handler               http.Handler
+	srv                   *http.Server
 }
 
 // loadEmbedded loads the embedded default model into the registry.

@@ -61,7 +61,7 @@ func (c Config) Validate() error {
 	switch {
 	case c.ListenAddress == "":
 		return errors.New("listen-address must not be empty")
-	case c.MetricsListenAddress != "" && c.MetricsListenAddress == c.ListenAddress:
+	case c.MetricsListenAddress != "" && c.MetricsListenAddress == c.ListenAddress && !strings.HasSuffix(c.ListenAddress, ":0"):
 		return errors.New("metrics-listen-address must differ from listen-address")
 	case c.DefaultModel == "":
 		return errors.New("default-model must not be empty")
