@@ -210,9 +210,11 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 	ser.Success.Inc()
 	ser.Predictions.Add(float64(batch.Rows))
 	ser.BatchSize.Observe(float64(batch.Rows))
-	metrics.Observe(ser.Stages[metrics.StagePreprocess], t1.Sub(t0).Seconds(), info.id)
-	metrics.Observe(ser.Stages[metrics.StageInfer], t2.Sub(t1).Seconds(), info.id)
-	metrics.Observe(ser.Stages[metrics.StagePostprocess], t3.Sub(t2).Seconds(), info.id)
+	// Exemplars go on the request-level latency only: each costs more than
+	// the observation itself, and a stage's request is the same request.
+	ser.Stages[metrics.StagePreprocess].Observe(t1.Sub(t0).Seconds())
+	ser.Stages[metrics.StageInfer].Observe(t2.Sub(t1).Seconds())
+	ser.Stages[metrics.StagePostprocess].Observe(t3.Sub(t2).Seconds())
 	metrics.Observe(ser.PredictionDuration, t3.Sub(t0).Seconds(), info.id)
 	return out, nil
 }

@@ -554,7 +554,7 @@ func TestExemplarsAndNativeHistograms(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{"http_request_duration_seconds", "model_prediction_duration_seconds", "model_stage_duration_seconds"} {
+	for _, name := range []string{"http_request_duration_seconds", "model_prediction_duration_seconds"} {
 		if !found[name] {
 			t.Errorf("%s has no exemplar", name)
 		}

@@ -1,0 +1,42 @@
+# modelwatch: build and test. `make test` is what CI runs (.ci/run).
+GO ?= go
+FUZZTIME ?= 15s
+
+.PHONY: all build test fmt-check vet race nocgo fuzz bench fixtures clean
+
+all: build
+
+build:
+	$(GO) build -o bin/modelwatch ./cmd/modelwatch
+
+## test: everything CI checks: formatting, vet, the race-enabled test suite,
+## a build without cgo, and a short fuzzing run of every request decoder.
+test: fmt-check vet race nocgo fuzz
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+nocgo:
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodePredict$$' -fuzztime $(FUZZTIME) ./internal/server
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fixtures: regenerate the model files and their expected predictions
+## (needs Debian's python3-xgboost and python3-numpy).
+fixtures:
+	/usr/bin/python3 models/train_fraud_model.py
+	/usr/bin/python3 internal/model/xgboost/testdata/generate.py
+
+clean:
+	rm -rf bin
