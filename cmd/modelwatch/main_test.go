@@ -448,6 +448,12 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and a message", args, code, errOut)
 		}
 	}
+	if _, err := os.Stat("/dev/nvidiactl"); err != nil {
+		// No NVIDIA driver here: --gpu-metrics on must refuse to start.
+		if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--gpu-metrics", "on"); code != 1 || !strings.Contains(errOut, "gpu-metrics on: ") {
+			t.Errorf("--gpu-metrics on without a GPU: exit %d, %q", code, errOut)
+		}
+	}
 	if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--default-model", "other"); code != 2 || !strings.Contains(errOut, `default-model "other" is not loaded`) {
 		t.Errorf("unknown default model: %d %q", code, errOut)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/modelwatch/modelwatch/internal/config"
+	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
@@ -103,6 +104,19 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	)
 	met := metrics.New(reg)
 
+	gpuMode, _ := gpu.ParseMode(cfg.GPUMetrics)
+	gpuCollector, releaseGPU, gpuState, err := gpu.Open(gpuMode, cfg.GPUScrapeTimeout, logger.With("component", "gpu"))
+	if err != nil {
+		return fmt.Errorf("gpu-metrics on: %w", err)
+	}
+	defer releaseGPU()
+	if gpuCollector != nil {
+		reg.MustRegister(gpuCollector)
+		logger.Info("GPU metrics on", "gpus", gpuState)
+	} else {
+		logger.Info("GPU metrics off", "reason", gpuState)
+	}
+
 	registry := model.NewRegistry(cfg.DefaultModel)
 	if err := loadEmbedded(registry, met, logger); err != nil {
 		return err
@@ -126,6 +140,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxBatchRows:    cfg.MaxBatchRows,
 		RequestTimeout:  cfg.RequestTimeout,
+		Info:            map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState},
 	})
 
 	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress

@@ -37,22 +37,26 @@ type Config struct {
 	ShutdownTimeout      time.Duration
 	LogLevel             string
 	LogFormat            string
+	GPUMetrics           string
+	GPUScrapeTimeout     time.Duration
 }
 
 // Default returns the configuration used where nothing else is said.
 func Default() Config {
 	return Config{
-		ListenAddress:   ":8000",
-		DefaultModel:    "fraud_model",
-		MaxBodyBytes:    8 << 20,
-		MaxBatchRows:    1024,
-		RequestTimeout:  10 * time.Second,
-		ReadTimeout:     30 * time.Second,
-		WriteTimeout:    60 * time.Second,
-		IdleTimeout:     120 * time.Second,
-		ShutdownTimeout: 25 * time.Second,
-		LogLevel:        "info",
-		LogFormat:       "text",
+		ListenAddress:    ":8000",
+		DefaultModel:     "fraud_model",
+		MaxBodyBytes:     8 << 20,
+		MaxBatchRows:     1024,
+		RequestTimeout:   10 * time.Second,
+		ReadTimeout:      30 * time.Second,
+		WriteTimeout:     60 * time.Second,
+		IdleTimeout:      120 * time.Second,
+		ShutdownTimeout:  25 * time.Second,
+		LogLevel:         "info",
+		LogFormat:        "text",
+		GPUMetrics:       "auto",
+		GPUScrapeTimeout: 2 * time.Second,
 	}
 }
 
@@ -80,6 +84,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err
+	}
+	if c.GPUMetrics != "auto" && c.GPUMetrics != "on" && c.GPUMetrics != "off" {
+		return fmt.Errorf("gpu-metrics %q is not one of auto, on, off", c.GPUMetrics)
+	}
+	if c.GPUScrapeTimeout <= 0 {
+		return errors.New("gpu-scrape-timeout must be positive")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log-format %q is neither text nor json", c.LogFormat)
@@ -122,6 +132,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT or SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least severe log level written: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.StringVar(&c.GPUMetrics, "gpu-metrics", c.GPUMetrics, "NVIDIA GPU metrics through NVML: auto (when a driver is present), on (refuse to start without one) or off")
+	fs.DurationVar(&c.GPUScrapeTimeout, "gpu-scrape-timeout", c.GPUScrapeTimeout, "longest time the GPU readings of one scrape may take")
 	return fs.String("config-file", "", "YAML file with settings, keyed by flag name with '_' for '-' and '.' (flags and environment win)")
 }
 

@@ -98,6 +98,8 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.WriteTimeout = c.RequestTimeout }, "write-timeout"},
 		{func(c *Config) { c.LogLevel = "loud" }, "log-level"},
 		{func(c *Config) { c.LogFormat = "xml" }, "log-format"},
+		{func(c *Config) { c.GPUMetrics = "yes" }, "gpu-metrics"},
+		{func(c *Config) { c.GPUScrapeTimeout = 0 }, "gpu-scrape-timeout"},
 	} {
 		c := Default()
 		tc.mutate(&c)

@@ -40,6 +40,8 @@ type Options struct {
 	// Now is the clock that times requests (default time.Now). Tests inject
 	// a clock so that observed durations are exact.
 	Now func() time.Time
+	// Info is added to the service information that GET / answers.
+	Info map[string]any
 	// NewRequestID makes the id of a request that brings no valid
 	// X-Request-ID header (default: 26 random base32 characters).
 	NewRequestID func() string
@@ -283,7 +285,7 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		models = append(models, modelInfo{Name: m.Name, Version: m.Version, Type: m.Type,
 			Description: m.Description, Features: m.Features, Classes: m.Classes})
 	}
-	return map[string]any{
+	out := map[string]any{
 		"service":        "modelwatch",
 		"build":          version.Get(),
 		"uptime_seconds": s.opts.Now().Sub(s.started).Seconds(),
@@ -292,5 +294,9 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		"endpoints": []string{
 			"POST /predict", "GET /health", "GET /ready", "GET /metrics", "GET /",
 		},
-	}, nil
+	}
+	for k, v := range s.opts.Info {
+		out[k] = v
+	}
+	return out, nil
 }
