@@ -12,64 +12,16 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
 )
 
 const ourPID = 4242
 
-// fakeGPUs returns the go-nvml mock of a DGX H100 with n GPUs, with readings
-// that depend on each GPU's index i: utilization 10+i %, 20+i GiB used,
-// 40+i °C, 300+i W, and so on. Every GPU runs a process of ours using
-// (i+1) MiB and another process using 1 GiB.
-func fakeGPUs(n int) *server.Server {
-	cfgs := make([]gpus.Config, n)
-	for i := range cfgs {
-		cfgs[i] = gpus.H100_SXM5_80GB
-	}
-	s := dgxh100.NewWithGPUs(cfgs...)
-	for i, d := range s.Devices {
-		dev := d.(*server.Device)
-		dev.UUID = "GPU-0000000" + string(rune('0'+i))
-		u := uint64(i)
-		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
-			return nvml.Utilization{Gpu: uint32(10 + u), Memory: uint32(5 + u)}, nvml.SUCCESS
-		}
-		dev.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
-			total := uint64(81559) << 20
-			used := (20 + u) << 30
-			return nvml.Memory_v2{Total: total, Used: used, Reserved: 512 << 20, Free: total - used - 512<<20}, nvml.SUCCESS
-		}
-		dev.GetTemperatureFunc = func(nvml.TemperatureSensors) (uint32, nvml.Return) { return uint32(40 + u), nvml.SUCCESS }
-		dev.GetPowerUsageFunc = func() (uint32, nvml.Return) { return uint32(300000 + 1000*u + 500), nvml.SUCCESS }
-		dev.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) { return 700000, nvml.SUCCESS }
-		dev.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) { return 123456789 + u, nvml.SUCCESS }
-		dev.GetClockInfoFunc = func(t nvml.ClockType) (uint32, nvml.Return) {
-			if t == nvml.CLOCK_SM {
-				return 1980, nvml.SUCCESS
-			}
-			return 2619, nvml.SUCCESS
-		}
-		dev.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) {
-			return nvml.ClocksEventReasonSwPowerCap | nvml.ClocksThrottleReasonHwThermalSlowdown, nvml.SUCCESS
-		}
-		dev.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
-			return []nvml.ProcessInfo{{Pid: ourPID, UsedGpuMemory: (u + 1) << 20}, {Pid: 1, UsedGpuMemory: 1 << 30}}, nvml.SUCCESS
-		}
-		dev.GetGraphicsRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return nil, nvml.SUCCESS }
-		dev.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
-	}
-	s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) {
-		return &mock.EventSet{
-			WaitFunc: func(uint32) (nvml.EventData, nvml.Return) { return nvml.EventData{}, nvml.ERROR_TIMEOUT },
-			FreeFunc: func() nvml.Return { return nvml.SUCCESS },
-		}, nvml.SUCCESS
-	}
-	return s
-}
+func fakeGPUs(n int) *server.Server { return gputest.NewServer(n, ourPID) }
 
 func TestCollectorExposition(t *testing.T) {
 	c, err := NewCollector(fakeGPUs(1), ourPID, time.Second, nil)

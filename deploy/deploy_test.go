@@ -1,0 +1,379 @@
+//go:build cgo
+
+// Package deploy_test proves the files under deploy/ against the real
+// components: promtool checks and unit-tests the rules, and every dashboard
+// query runs against a live Prometheus that scrapes modelwatch's metrics and
+// evaluates the rules.
+package deploy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/modelwatch/modelwatch/internal/gpu"
+	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
+)
+
+// tool finds a command-line tool; under CI=true a missing one fails the test.
+func tool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed (Debian package %s); CI must have it", name, pkg)
+		}
+		t.Skipf("%s not installed (Debian package %s)", name, pkg)
+	}
+	return p
+}
+
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+type ruleFile struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Record      string            `yaml:"record"`
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+func ruleFiles(t *testing.T) []string {
+	files, err := filepath.Glob("prometheus/rules/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule files: %v", err)
+	}
+	return files
+}
+
+// TestRules checks every rule file with promtool, runs every rule unit test,
+// and holds every alert to the project's standard: a severity, a summary, a
+// description, a runbook section in docs/RUNBOOK.md, and a unit test.
+func TestRules(t *testing.T) {
+	promtool := tool(t, "promtool", "prometheus")
+	files := ruleFiles(t)
+	run(t, ".", promtool, append([]string{"check", "rules"}, files...)...)
+
+	tests, _ := filepath.Glob("prometheus/tests/*.test.yml")
+	if len(tests) == 0 {
+		t.Fatal("no rule tests")
+	}
+	var testText bytes.Buffer
+	for _, f := range tests {
+		run(t, filepath.Dir(f), promtool, "test", "rules", filepath.Base(f))
+		b, _ := os.ReadFile(f)
+		testText.Write(b)
+	}
+
+	runbook, err := os.ReadFile("../docs/RUNBOOK.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf ruleFile
+		if err := yaml.Unmarshal(b, &rf); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range rf.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				sev := r.Labels["severity"]
+				if sev != "critical" && sev != "warning" && sev != "info" {
+					t.Errorf("%s: severity %q", r.Alert, sev)
+				}
+				for _, a := range []string{"summary", "description", "runbook_url"} {
+					if r.Annotations[a] == "" {
+						t.Errorf("%s has no %s", r.Alert, a)
+					}
+				}
+				anchor := strings.ToLower(r.Alert)
+				if !strings.HasSuffix(r.Annotations["runbook_url"], "RUNBOOK.md#"+anchor) || !bytes.Contains(runbook, []byte("\n## "+r.Alert+"\n")) {
+					t.Errorf("%s: runbook_url %q, or no '## %s' section in docs/RUNBOOK.md", r.Alert, r.Annotations["runbook_url"], r.Alert)
+				}
+				if !bytes.Contains(testText.Bytes(), []byte("alertname: "+r.Alert+"\n")) {
+					t.Errorf("%s has no promtool unit test", r.Alert)
+				}
+			}
+		}
+	}
+}
+
+// prometheusServer is a running Prometheus from Debian's package.
+type prometheusServer struct {
+	url string
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startPrometheus runs Prometheus scraping target every second and
+// evaluating the project's rules every second.
+func startPrometheus(t *testing.T, target string) *prometheusServer {
+	t.Helper()
+	bin := tool(t, "prometheus", "prometheus")
+	dir := t.TempDir()
+	var rules []string
+	for _, f := range ruleFiles(t) {
+		abs, _ := filepath.Abs(f)
+		rules = append(rules, fmt.Sprintf("  - %q", abs))
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+%s
+scrape_configs:
+  - job_name: modelwatch
+    static_configs:
+      - targets: [%q]
+`, strings.Join(rules, "\n"), target)
+	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
+	addr := freePort(t)
+	p := &prometheusServer{url: "http://" + addr, log: &bytes.Buffer{}}
+	p.cmd = exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus not ready after 30s:\n%s", p.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type queryResult struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Data   struct {
+		Result []json.RawMessage `json:"result"`
+	} `json:"data"`
+}
+
+// query runs an instant query and returns the number of series it answered.
+func (p *prometheusServer) query(expr string) (int, error) {
+	resp, err := http.Get(p.url + "/api/v1/query?query=" + url.QueryEscape(expr))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r queryResult
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s", r.Error)
+	}
+	return len(r.Data.Result), nil
+}
+
+// dashboardQuery is one PromQL expression of a dashboard.
+type dashboardQuery struct {
+	where, expr string
+}
+
+var labelValues = regexp.MustCompile(`^label_values\((.*),\s*(\w+)\)$`)
+
+// dashboardQueries lists every expression of a dashboard: panel targets (in
+// rows too) and template variable queries, with Grafana's variables replaced
+// by values Prometheus accepts.
+func dashboardQueries(t *testing.T, file string) []dashboardQuery {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		UID        string `json:"uid"`
+		Templating struct {
+			List []struct {
+				Name  string          `json:"name"`
+				Type  string          `json:"type"`
+				Query json.RawMessage `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+		Panels []panel `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if d.UID == "" {
+		t.Errorf("%s has no uid", file)
+	}
+	subst := strings.NewReplacer("$__rate_interval", "15s", "$__interval", "5s", "$__range", "1m",
+		"$instance", ".*", "$gpu", ".*", "$model", ".*", "$version", ".*", "$job", ".*")
+	var out []dashboardQuery
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			for _, tg := range p.Targets {
+				if tg.Expr == "" {
+					t.Errorf("%s panel %q target %s has no expression", file, p.Title, tg.RefID)
+				}
+				out = append(out, dashboardQuery{fmt.Sprintf("%s panel %q %s", filepath.Base(file), p.Title, tg.RefID), subst.Replace(tg.Expr)})
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(d.Panels)
+	for _, v := range d.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		var q struct {
+			Query string `json:"query"`
+		}
+		if err := json.Unmarshal(v.Query, &q); err != nil {
+			json.Unmarshal(v.Query, &q.Query)
+		}
+		m := labelValues.FindStringSubmatch(q.Query)
+		if m == nil {
+			t.Errorf("%s variable %s: query %q is not label_values(...)", file, v.Name, q.Query)
+			continue
+		}
+		out = append(out, dashboardQuery{fmt.Sprintf("%s variable %s", filepath.Base(file), v.Name), subst.Replace("group by (" + m[2] + ") (" + m[1] + ")")})
+	}
+	return out
+}
+
+type panel struct {
+	Title   string `json:"title"`
+	Targets []struct {
+		RefID string `json:"refId"`
+		Expr  string `json:"expr"`
+	} `json:"targets"`
+	Panels []panel `json:"panels"`
+}
+
+// TestDashboardsAgainstPrometheus serves the metrics of fake GPUs, lets a
+// real Prometheus scrape them and evaluate the rules, then runs every
+// dashboard query: each must parse, evaluate, and return data.
+func TestDashboardsAgainstPrometheus(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c, err := gpu.NewCollector(gputest.NewServer(2, uint32(os.Getpid())), os.Getpid(), time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(c)
+	target := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer target.Close()
+	prom := startPrometheus(t, strings.TrimPrefix(target.URL, "http://"))
+
+	files, _ := filepath.Glob("grafana/dashboards/*.json")
+	if len(files) == 0 {
+		t.Fatal("no dashboards")
+	}
+	var queries []dashboardQuery
+	for _, f := range files {
+		queries = append(queries, dashboardQueries(t, f)...)
+	}
+	// Wait until every query has data: rates need two scrapes, recording
+	// rules an evaluation after them.
+	deadline := time.Now().Add(60 * time.Second)
+	pending := queries
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		var still []dashboardQuery
+		for _, q := range pending {
+			n, err := prom.query(q.expr)
+			if err != nil {
+				t.Errorf("%s: %q: %v", q.where, q.expr, err)
+				continue
+			}
+			if n == 0 {
+				still = append(still, q)
+			}
+		}
+		pending = still
+		if len(pending) > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	for _, q := range pending {
+		t.Errorf("%s: %q returned no data", q.where, q.expr)
+	}
+	t.Logf("%d dashboard queries ran against Prometheus", len(queries))
+
+	// Every rule evaluated without error on that data.
+	resp, err := http.Get(prom.url + "/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct {
+					Name, Health, LastError string
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&rules)
+	var names []string
+	for _, g := range rules.Data.Groups {
+		for _, r := range g.Rules {
+			names = append(names, r.Name)
+			if r.Health != "ok" {
+				t.Errorf("rule %s: health %q %s", r.Name, r.Health, r.LastError)
+			}
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		t.Error("Prometheus loaded no rules")
+	}
+}
