@@ -2,7 +2,10 @@
 GO ?= go
 FUZZTIME ?= 15s
 
-.PHONY: all build test fmt-check vet race nocgo fuzz bench fixtures clean
+ONNXRUNTIME_VERSION ?= 1.24.1
+ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
+
+.PHONY: all build test fmt-check vet race nocgo fuzz bench fixtures clean onnxruntime
 
 all: build
 
@@ -11,7 +14,14 @@ build:
 
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
 ## a build without cgo, and a short fuzzing run of every request decoder.
-test: fmt-check vet race nocgo fuzz
+test: onnxruntime fmt-check vet race nocgo fuzz
+
+## onnxruntime: ONNX Runtime's shared library for the tests, from the
+## onnxruntime-node npm package (npm pack; needs npm).
+onnxruntime: $(ONNXRUNTIME_LIB)
+
+$(ONNXRUNTIME_LIB):
+	ONNXRUNTIME_VERSION=$(ONNXRUNTIME_VERSION) scripts/fetch-onnxruntime.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,10 +43,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## fixtures: regenerate the model files and their expected predictions
-## (needs Debian's python3-xgboost and python3-numpy).
+## (needs Debian's python3-xgboost, python3-numpy, python3-torch, python3-onnx).
 fixtures:
 	/usr/bin/python3 models/train_fraud_model.py
 	/usr/bin/python3 internal/model/xgboost/testdata/generate.py
+	/usr/bin/python3 internal/model/onnx/testdata/generate.py
 
 clean:
 	rm -rf bin

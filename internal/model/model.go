@@ -35,7 +35,9 @@ type Metadata struct {
 	Type string
 	// Description is free text for people, from the model's configuration.
 	Description string
-	// Features names the input features in the order a row lists them.
+	// Features names the input features in the order a row lists them. It is
+	// empty for a model that takes anything but one tensor of rows, which
+	// only the Open Inference Protocol can then call.
 	Features []string
 	// Classes names the classes of a classifier, in the order of its
 	// probability outputs. It is empty for a regressor.
@@ -45,6 +47,9 @@ type Metadata struct {
 	Outputs int
 	// AcceptsMissing reports whether NaN may stand for a missing value.
 	AcceptsMissing bool
+	// InputTensors and OutputTensors describe the model's tensors, as the
+	// Open Inference Protocol's metadata endpoint shows them.
+	InputTensors, OutputTensors []TensorSpec
 }
 
 // IsClassifier reports whether the model predicts classes.

@@ -30,6 +30,16 @@ const Type = "xgboost"
 // File is the file name of an XGBoost model in a model version directory.
 const File = "model.json"
 
+// Tensor names of an XGBoost model in the Open Inference Protocol: one input
+// of shape [rows, features]; a classifier's class probabilities and
+// predicted class names, or a regressor's predictions.
+const (
+	InputName         = "input"
+	ProbabilitiesName = "probabilities"
+	LabelName         = "label"
+	PredictionName    = "prediction"
+)
+
 // Runtime describes this package to a model loader.
 var Runtime = model.Runtime{Type: Type, File: File, Load: func(data []byte, meta model.Metadata) (model.Model, error) {
 	return Parse(data, meta)
@@ -239,6 +249,15 @@ func parse(data []byte, meta model.Metadata) (*Model, error) {
 	meta.AcceptsMissing = true
 	if err := fillNames(&meta, l.FeatureNames, numFeature, obj, m.groups); err != nil {
 		return nil, err
+	}
+	meta.InputTensors = []model.TensorSpec{{Name: InputName, DataType: model.FP32, Shape: []int64{-1, int64(numFeature)}}}
+	if meta.IsClassifier() {
+		meta.OutputTensors = []model.TensorSpec{
+			{Name: ProbabilitiesName, DataType: model.FP32, Shape: []int64{-1, int64(meta.Outputs)}},
+			{Name: LabelName, DataType: model.BYTES, Shape: []int64{-1}},
+		}
+	} else {
+		meta.OutputTensors = []model.TensorSpec{{Name: PredictionName, DataType: model.FP32, Shape: []int64{-1, 1}}}
 	}
 	m.meta = meta
 	return m, nil
