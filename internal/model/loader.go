@@ -24,6 +24,68 @@ type Config struct {
 	// DefaultVersion is the version a request that names none gets; empty
 	// means the latest.
 	DefaultVersion string `yaml:"default_version"`
+	// VersionPolicy says which versions of the model are served.
+	VersionPolicy VersionPolicy `yaml:"version_policy"`
+	// MaxBatchSize bounds the rows of one request to this model; 0 leaves
+	// the server's limit.
+	MaxBatchSize int `yaml:"max_batch_size"`
+	// PredictionOutput names the output tensor that /predict answers with
+	// and that class metrics read; by default the first floating-point
+	// output of the right width.
+	PredictionOutput string `yaml:"prediction_output"`
+}
+
+// VersionPolicy says which versions of a model are served: the Latest N
+// (by CompareVersions order), All, or the Specific ones listed. The zero
+// policy serves the latest version only.
+type VersionPolicy struct {
+	Latest   int      `yaml:"latest"`
+	All      bool     `yaml:"all"`
+	Specific []string `yaml:"specific"`
+}
+
+// Select returns the versions the policy serves out of available.
+func (p VersionPolicy) Select(available []string) []string {
+	vs := slices.Clone(available)
+	slices.SortFunc(vs, CompareVersions)
+	switch {
+	case p.All:
+		return vs
+	case len(p.Specific) > 0:
+		return slices.DeleteFunc(vs, func(v string) bool { return !slices.Contains(p.Specific, v) })
+	}
+	n := max(p.Latest, 1)
+	if len(vs) > n {
+		vs = vs[len(vs)-n:]
+	}
+	return vs
+}
+
+func (p VersionPolicy) validate() error {
+	set := 0
+	if p.Latest != 0 {
+		set++
+	}
+	if p.All {
+		set++
+	}
+	if len(p.Specific) > 0 {
+		set++
+	}
+	if set > 1 || p.Latest < 0 {
+		return errors.New("version_policy takes one of latest: N (N >= 1), all: true, specific: [versions]")
+	}
+	return nil
+}
+
+// Metadata returns what the configuration says of a model version, for a
+// runtime's LoadFunc to complete.
+func (c Config) Metadata(name, version, typ string) Metadata {
+	return Metadata{
+		Name: name, Version: version, Type: typ, Description: c.Description,
+		Features: slices.Clone(c.Features), Classes: slices.Clone(c.Classes),
+		PredictionOutput: c.PredictionOutput, MaxBatchRows: c.MaxBatchSize,
+	}
 }
 
 // ParseConfig reads a model's config.yaml. Unknown keys are an error, so a
@@ -34,6 +96,12 @@ func ParseConfig(r io.Reader) (Config, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("%w: config.yaml: %v", ErrInvalidModel, err)
+	}
+	if err := c.VersionPolicy.validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: config.yaml: %v", ErrInvalidModel, err)
+	}
+	if c.MaxBatchSize < 0 {
+		return Config{}, fmt.Errorf("%w: config.yaml: max_batch_size must not be negative", ErrInvalidModel)
 	}
 	for _, names := range [][]string{c.Classes, c.Features} {
 		seen := map[string]bool{}
@@ -108,10 +176,7 @@ func LoadDir(fsys fs.FS, name string, runtimes []Runtime) ([]Loaded, Config, err
 			if err != nil {
 				l.Err = fmt.Errorf("read %s/%s/%s: %w", name, version, rt.File, err)
 			} else {
-				meta := Metadata{
-					Name: name, Version: version, Type: rt.Type, Description: cfg.Description,
-					Features: slices.Clone(cfg.Features), Classes: slices.Clone(cfg.Classes),
-				}
+				meta := cfg.Metadata(name, version, rt.Type)
 				l.Model, l.Err = rt.Load(data, meta)
 				if l.Err != nil {
 					l.Err = fmt.Errorf("load %s/%s/%s: %w", name, version, rt.File, l.Err)

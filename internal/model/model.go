@@ -50,6 +50,11 @@ type Metadata struct {
 	// InputTensors and OutputTensors describe the model's tensors, as the
 	// Open Inference Protocol's metadata endpoint shows them.
 	InputTensors, OutputTensors []TensorSpec
+	// PredictionOutput names the output tensor whose values Predict returns
+	// (class probabilities or predictions); the configuration may choose it.
+	PredictionOutput string
+	// MaxBatchRows bounds the rows of one request; 0 leaves the server's limit.
+	MaxBatchRows int
 }
 
 // IsClassifier reports whether the model predicts classes.

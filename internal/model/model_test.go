@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -19,8 +20,8 @@ func fake(name, version string) *modeltest.Model {
 func TestRegistryResolve(t *testing.T) {
 	r := model.NewRegistry("a")
 	for _, v := range []string{"v2", "v10", "v1"} {
-		if old := r.Add(fake("a", v)); old != nil {
-			t.Fatalf("Add %s replaced %v", v, old)
+		if r.Add(fake("a", v)) {
+			t.Fatalf("Add %s replaced a model", v)
 		}
 	}
 	r.Add(fake("b", "1"))
@@ -60,19 +61,126 @@ func TestRegistryResolve(t *testing.T) {
 	}
 
 	replacement := fake("a", "v2")
-	if old := r.Add(replacement); old == nil || old.Metadata().Version != "v2" || old == model.Model(replacement) {
-		t.Errorf("replacing v2 returned %v", old)
+	if !r.Add(replacement) {
+		t.Error("replacing v2 reported no replacement")
 	}
-	if m := r.Remove("a", "v2"); m != model.Model(replacement) {
-		t.Errorf("Remove returned %v", m)
+	if m, _ := r.Resolve("a", "v2"); m != model.Model(replacement) {
+		t.Errorf("v2 after replacement is %v", m)
+	}
+	if !r.Remove("a", "v2", nil) {
+		t.Error("Remove found no v2")
 	}
 	// The default version is gone: requests fall back to the latest.
 	if m, _ := r.Resolve("a", ""); m.Metadata().Version != "v10" {
 		t.Errorf("after removing the default version: %s", m.Metadata().Version)
 	}
-	r.Remove("b", "1")
-	if r.Has("b") || r.Remove("b", "1") != nil {
+	r.Remove("b", "1", nil)
+	if r.Has("b") || r.Remove("b", "1", nil) {
 		t.Error("b still there after its only version was removed")
+	}
+}
+
+// TestRegistryClosesAfterInFlightRequests checks that a replaced or removed
+// model is closed only when the requests that acquired it are done.
+func TestRegistryClosesAfterInFlightRequests(t *testing.T) {
+	r := model.NewRegistry("a")
+	closed := map[string]int{}
+	mk := func(tag string) *modeltest.Model {
+		m := fake("a", "1")
+		m.Meta.Description = tag
+		m.CloseFunc = func() error { closed[tag]++; return nil }
+		return m
+	}
+	r.Add(mk("old"))
+	m1, release1, err := r.Acquire("a", "")
+	if err != nil || m1.Metadata().Description != "old" {
+		t.Fatal(err)
+	}
+	r.Add(mk("new")) // replace while a request holds the old one
+	if closed["old"] != 0 {
+		t.Fatal("old model closed while a request held it")
+	}
+	m2, release2, _ := r.Acquire("a", "")
+	if m2.Metadata().Description != "new" {
+		t.Fatalf("new requests get %q", m2.Metadata().Description)
+	}
+	release1()
+	if closed["old"] != 1 {
+		t.Fatalf("old model closed %d times after its last request", closed["old"])
+	}
+	done := false
+	r.Remove("a", "1", func() { done = true })
+	if closed["new"] != 0 || done {
+		t.Fatal("removed model closed while a request held it")
+	}
+	if _, _, err := r.Acquire("a", ""); !errors.Is(err, model.ErrModelNotFound) {
+		t.Errorf("Acquire after removal: %v", err)
+	}
+	release2()
+	if closed["new"] != 1 || !done {
+		t.Errorf("after the last request: closed %d, done %v", closed["new"], done)
+	}
+}
+
+func TestRegistryConcurrentAcquireAndReplace(t *testing.T) {
+	r := model.NewRegistry("a")
+	var mu sync.Mutex
+	open := map[*modeltest.Model]bool{}
+	mk := func() *modeltest.Model {
+		m := fake("a", "1")
+		m.CloseFunc = func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			open[m] = false
+			return nil
+		}
+		mu.Lock()
+		open[m] = true
+		mu.Unlock()
+		return m
+	}
+	r.Add(mk())
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m, release, err := r.Acquire("a", "1")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if !open[m.(*modeltest.Model)] {
+					t.Error("acquired a closed model")
+				}
+				mu.Unlock()
+				release()
+			}
+		}()
+	}
+	for range 200 {
+		r.Add(mk())
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, o := range open {
+		if o {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d models open after 200 replacements, want 1", n)
 	}
 }
 

@@ -11,10 +11,43 @@ import (
 
 // Registry holds the loaded models and resolves a request's model name and
 // version to one of them. Lookups are lock-free and never block on changes:
-// every change publishes a new immutable snapshot.
+// every change publishes a new immutable snapshot. A model that is replaced
+// or removed is closed once the last request that acquired it releases it.
 type Registry struct {
 	mu       sync.Mutex // serialises writers
 	snapshot atomic.Pointer[snapshot]
+	// OnClose, if set, is called after a retired model has been closed, with
+	// Close's error.
+	OnClose func(Model, error)
+}
+
+// slot holds one model version and counts the requests using it.
+type slot struct {
+	model   Model
+	refs    atomic.Int64
+	retired atomic.Bool
+	closed  atomic.Bool
+	done    func() // called once the model is closed
+}
+
+// retire marks the slot as no longer published and closes the model once
+// it has no requests left.
+func (r *Registry) retire(s *slot, done func()) {
+	s.done = done
+	s.retired.Store(true)
+	r.tryClose(s)
+}
+
+func (r *Registry) tryClose(s *slot) {
+	if s.retired.Load() && s.refs.Load() == 0 && s.closed.CompareAndSwap(false, true) {
+		err := s.model.Close()
+		if r.OnClose != nil {
+			r.OnClose(s.model, err)
+		}
+		if s.done != nil {
+			s.done()
+		}
+	}
 }
 
 type snapshot struct {
@@ -23,7 +56,7 @@ type snapshot struct {
 }
 
 type entry struct {
-	versions       map[string]Model
+	versions       map[string]*slot
 	order          []string // versions, oldest first
 	defaultVersion string   // explicit default; "" means the latest
 }
@@ -36,51 +69,61 @@ func NewRegistry(defaultModel string) *Registry {
 	return r
 }
 
-// Add makes m available under its metadata's name and version, replacing a
-// model already there, which it returns (or nil) for the caller to close.
-func (r *Registry) Add(m Model) (replaced Model) {
+// Add makes m available under its metadata's name and version. A model
+// already there is replaced at once for new requests and closed when its
+// in-flight requests are done. Add reports whether it replaced one.
+func (r *Registry) Add(m Model) (replaced bool) {
 	meta := m.Metadata()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.snapshot.Load()
 	next := old.clone()
 	e := next.models[meta.Name].clone()
-	replaced = e.versions[meta.Version]
-	e.versions[meta.Version] = m
-	if replaced == nil {
+	prev := e.versions[meta.Version]
+	e.versions[meta.Version] = &slot{model: m}
+	if prev == nil {
 		e.order = append(e.order, meta.Version)
 		slices.SortFunc(e.order, CompareVersions)
 	}
 	next.models[meta.Name] = e
 	r.snapshot.Store(next)
-	return replaced
+	if prev != nil {
+		r.retire(prev, nil)
+	}
+	return prev != nil
 }
 
 // SetDefaultVersion makes version the one a request for model name gets when
-// it names no version; "" restores the default, the latest version.
+// it names no version; "" restores the default, the latest version. It does
+// nothing for a model that is not loaded.
 func (r *Registry) SetDefaultVersion(name, version string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	next := r.snapshot.Load().clone()
+	old := r.snapshot.Load()
+	if old.models[name] == nil || old.models[name].defaultVersion == version {
+		return
+	}
+	next := old.clone()
 	e := next.models[name].clone()
 	e.defaultVersion = version
 	next.models[name] = e
 	r.snapshot.Store(next)
 }
 
-// Remove takes a version out of the registry and returns it (or nil) for the
-// caller to close once its in-flight requests are done.
-func (r *Registry) Remove(name, version string) Model {
+// Remove takes a version out of the registry: new requests no longer get
+// it, and it is closed once its in-flight requests are done, after which
+// done (if not nil) is called. Remove reports whether the version was there.
+func (r *Registry) Remove(name, version string, done func()) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.snapshot.Load()
 	oe, ok := old.models[name]
 	if !ok || oe.versions[version] == nil {
-		return nil
+		return false
 	}
 	next := old.clone()
 	e := oe.clone()
-	m := e.versions[version]
+	s := e.versions[version]
 	delete(e.versions, version)
 	e.order = slices.DeleteFunc(e.order, func(v string) bool { return v == version })
 	if len(e.versions) == 0 {
@@ -89,15 +132,50 @@ func (r *Registry) Remove(name, version string) Model {
 		next.models[name] = e
 	}
 	r.snapshot.Store(next)
-	return m
+	r.retire(s, done)
+	return true
 }
 
-// Resolve returns the model a request for name and version gets. An empty
+// Resolve returns the model a request for name and version gets, for
+// reading its metadata; a request that runs the model uses Acquire. An empty
 // name means the default model; an empty version, the model's default
 // version. It returns an error wrapping ErrModelNotFound or
 // ErrVersionNotFound; the error text names neither the requested name nor
 // version, which are client input.
 func (r *Registry) Resolve(name, version string) (Model, error) {
+	sl, err := r.resolve(name, version)
+	if err != nil {
+		return nil, err
+	}
+	return sl.model, nil
+}
+
+// Acquire resolves name and version like Resolve and holds the model open
+// until release is called: a model replaced or removed meanwhile is closed
+// only after that. release must be called exactly once.
+func (r *Registry) Acquire(name, version string) (m Model, release func(), err error) {
+	for {
+		sl, err := r.resolve(name, version)
+		if err != nil {
+			return nil, nil, err
+		}
+		sl.refs.Add(1)
+		if sl.retired.Load() {
+			// Retired between the lookup and the count: let it close and look
+			// again in the newer snapshot.
+			sl.refs.Add(-1)
+			r.tryClose(sl)
+			continue
+		}
+		return sl.model, func() {
+			if sl.refs.Add(-1) == 0 {
+				r.tryClose(sl)
+			}
+		}, nil
+	}
+}
+
+func (r *Registry) resolve(name, version string) (*slot, error) {
 	s := r.snapshot.Load()
 	if name == "" {
 		name = s.defaultModel
@@ -112,11 +190,20 @@ func (r *Registry) Resolve(name, version string) (Model, error) {
 			version = e.order[len(e.order)-1]
 		}
 	}
-	m, ok := e.versions[version]
+	sl, ok := e.versions[version]
 	if !ok {
 		return nil, ErrVersionNotFound
 	}
-	return m, nil
+	return sl, nil
+}
+
+// Versions returns the loaded versions of model name, oldest first.
+func (r *Registry) Versions(name string) []string {
+	e, ok := r.snapshot.Load().models[name]
+	if !ok {
+		return nil
+	}
+	return slices.Clone(e.order)
 }
 
 // Has reports whether a model called name is loaded, in any version.
@@ -141,7 +228,7 @@ func (r *Registry) Models() []Metadata {
 	for _, n := range names {
 		e := s.models[n]
 		for _, v := range e.order {
-			out = append(out, e.versions[v].Metadata())
+			out = append(out, e.versions[v].model.Metadata())
 		}
 	}
 	return out
@@ -166,9 +253,9 @@ func (s *snapshot) clone() *snapshot {
 
 func (e *entry) clone() *entry {
 	if e == nil {
-		return &entry{versions: map[string]Model{}}
+		return &entry{versions: map[string]*slot{}}
 	}
-	c := &entry{versions: make(map[string]Model, len(e.versions)+1), order: slices.Clone(e.order), defaultVersion: e.defaultVersion}
+	c := &entry{versions: make(map[string]*slot, len(e.versions)+1), order: slices.Clone(e.order), defaultVersion: e.defaultVersion}
 	for k, v := range e.versions {
 		c.versions[k] = v
 	}

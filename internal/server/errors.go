@@ -96,6 +96,8 @@ func fromModelError(err error) *apiError {
 		return newError(errCanceled, "the client closed the request")
 	case errors.As(err, &pe):
 		return newError(errInternal, "the model failed unexpectedly")
+	case errors.Is(err, model.ErrInvalidInput):
+		return newError(errInvalidInput, "%v", err)
 	default:
 		return newError(errModelFailed, "the model failed: %v", err)
 	}

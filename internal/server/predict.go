@@ -16,26 +16,19 @@ import (
 	"github.com/modelwatch/modelwatch/internal/model"
 )
 
-// view is what the request path needs of a loaded model, resolved once.
+// view is a model a request holds, with what the request path needs of it.
 type view struct {
-	model  model.Model
-	meta   model.Metadata
-	series *metrics.ModelSeries
+	model   model.Model
+	meta    model.Metadata
+	series  *metrics.ModelSeries
+	release func()
 }
 
-func (s *Server) view(m model.Model) *view {
-	if v, ok := s.views.Load(m); ok {
-		return v.(*view)
-	}
-	meta := m.Metadata()
-	v, _ := s.views.LoadOrStore(m, &view{model: m, meta: meta, series: s.metrics.Series(meta)})
-	return v.(*view)
-}
-
-// resolve finds the model a request names. The error's model label is set
-// only when the name is that of a loaded model.
-func (s *Server) resolve(name, version string) (*view, *apiError) {
-	m, err := s.models.Resolve(name, version)
+// acquire finds the model a request names and holds it until the view's
+// release is called. The error's model label is set only when the name is
+// that of a loaded model.
+func (s *Server) acquire(name, version string) (*view, *apiError) {
+	m, release, err := s.models.Acquire(name, version)
 	if err != nil {
 		e := fromModelError(err)
 		if errors.Is(err, model.ErrVersionNotFound) {
@@ -46,7 +39,8 @@ func (s *Server) resolve(name, version string) (*view, *apiError) {
 		}
 		return nil, e
 	}
-	return s.view(m), nil
+	meta := m.Metadata()
+	return &view{model: m, meta: meta, series: s.metrics.Series(meta), release: release}, nil
 }
 
 // checkJSONContent accepts application/json, any +json type, and a missing
@@ -98,10 +92,11 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 	if err := decodePredict(body, &req); err != nil {
 		return nil, err
 	}
-	v, aerr := s.resolve(req.ModelName, req.ModelVersion)
+	v, aerr := s.acquire(req.ModelName, req.ModelVersion)
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer v.release()
 	batch, aerr := s.validate(v, &req.Inputs)
 	if aerr != nil {
 		aerr.model = v.meta.Name
@@ -130,6 +125,8 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 		return model.Batch{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", in.n, s.opts.MaxBatchRows)
 	case in.ragged >= 0:
 		return model.Batch{}, newError(errShapeMismatch, "rows differ in length: row %d has %d values, row 0 has %d", in.ragged, in.raggedLen, in.cols)
+	case len(meta.Features) == 0:
+		return model.Batch{}, newError(errInvalidInput, "model %s %s takes tensors, not rows: call POST /v2/models/%s/versions/%s/infer", meta.Name, meta.Version, meta.Name, meta.Version)
 	case in.cols != len(meta.Features):
 		return model.Batch{}, newError(errShapeMismatch, "rows have %d values; model %s %s takes %d features: %s",
 			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))
@@ -168,7 +165,9 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 	cancel()
 	t2 := s.opts.Now()
 	if err != nil {
-		ser.Error.Inc()
+		if !errors.Is(err, model.ErrInvalidInput) { // the client's values, not the model, are at fault
+			ser.Error.Inc()
+		}
 		var pe *model.PanicError
 		if errors.As(err, &pe) {
 			s.log.Error("model panicked", "request_id", info.id, "model", v.meta.Name, "version", v.meta.Version, "panic", pe.Value, "stack", string(pe.Stack))

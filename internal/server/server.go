@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +54,6 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	ready   atomic.Bool
-	views   sync.Map // model.Model -> *view
 	started time.Time
 }
 

@@ -157,6 +157,9 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		if o.DataType != model.FP32 && o.DataType != model.FP64 {
 			continue
 		}
+		if meta.PredictionOutput != "" && o.Name != meta.PredictionOutput {
+			continue
+		}
 		width := int64(1)
 		if len(o.Shape) == 2 {
 			width = o.Shape[1]
@@ -172,7 +175,12 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		m.probs, meta.Outputs = i, int(width)
 		break
 	}
-	if m.probs < 0 {
+	if m.probs >= 0 {
+		meta.PredictionOutput = m.outputs[m.probs].Name
+	} else {
+		if meta.PredictionOutput != "" {
+			return nil, fmt.Errorf("prediction_output %s is not a floating-point output of shape [batch] or [batch, n] (with one column per class for a classifier)", meta.PredictionOutput)
+		}
 		if meta.IsClassifier() {
 			return nil, fmt.Errorf("configuration names %d classes, but no floating-point output has %d columns", len(meta.Classes), len(meta.Classes))
 		}

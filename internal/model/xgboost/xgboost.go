@@ -252,11 +252,13 @@ func parse(data []byte, meta model.Metadata) (*Model, error) {
 	}
 	meta.InputTensors = []model.TensorSpec{{Name: InputName, DataType: model.FP32, Shape: []int64{-1, int64(numFeature)}}}
 	if meta.IsClassifier() {
+		meta.PredictionOutput = ProbabilitiesName
 		meta.OutputTensors = []model.TensorSpec{
 			{Name: ProbabilitiesName, DataType: model.FP32, Shape: []int64{-1, int64(meta.Outputs)}},
 			{Name: LabelName, DataType: model.BYTES, Shape: []int64{-1}},
 		}
 	} else {
+		meta.PredictionOutput = PredictionName
 		meta.OutputTensors = []model.TensorSpec{{Name: PredictionName, DataType: model.FP32, Shape: []int64{-1, 1}}}
 	}
 	m.meta = meta

@@ -1,0 +1,540 @@
+// Package repository keeps the served models in step with their files: the
+// embedded default model and a model repository directory laid out as
+// DIR/<model>/<version>/<model file> with an optional DIR/<model>/config.yaml.
+// It loads new versions, replaces changed ones after a warm-up inference,
+// keeps serving the old version when a new file is broken, and unloads
+// versions whose files are gone, all without a restart.
+package repository
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/modelwatch/modelwatch/internal/metrics"
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+// State is a model version's state in the repository index, named as the
+// Open Inference Protocol's repository extension names them.
+type State string
+
+// The states of a model version.
+const (
+	Ready       State = "READY"
+	Unavailable State = "UNAVAILABLE"
+)
+
+// Status is one entry of the repository index.
+type Status struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	State   State  `json:"state"`
+	// Reason says why a version is unavailable, or that the last reload
+	// failed while the previous file still serves.
+	Reason string `json:"reason,omitempty"`
+	// Type is the runtime that serves (or would serve) the version.
+	Type   string `json:"type,omitempty"`
+	Source string `json:"source"`
+}
+
+// ErrNotFound means a model named in a load or unload is in no source.
+var ErrNotFound = errors.New("no such model in the repository")
+
+// Options configures a Repository.
+type Options struct {
+	Registry *model.Registry
+	Metrics  *metrics.Metrics
+	Runtimes []model.Runtime
+	Logger   *slog.Logger
+	// Embedded holds models shipped in the binary (models.FS); nil for none.
+	// A model of the same name in Dir takes precedence.
+	Embedded fs.FS
+	// Dir is the model repository directory; "" for none.
+	Dir string
+}
+
+// Repository syncs the registry with the model sources. Its methods are safe
+// for concurrent use; syncs and explicit loads and unloads run one at a time.
+type Repository struct {
+	opts Options
+	log  *slog.Logger
+	dir  fs.FS
+
+	mu       sync.Mutex
+	versions map[key]*entry
+	unloaded map[string]bool     // models unloaded on request, until loaded again
+	hashes   map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
+	synced   bool
+}
+
+type key struct{ name, version string }
+
+type entry struct {
+	status Status
+	// fingerprint identifies the file and configuration last tried; a
+	// version is loaded again only when it changes.
+	fingerprint string
+	serving     bool
+}
+
+type fileHash struct {
+	size    int64
+	modTime time.Time
+	sum     string
+}
+
+// New returns a Repository; call Sync to load the models.
+func New(opts Options) *Repository {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Repository{
+		opts:     opts,
+		log:      opts.Logger.With("component", "repository"),
+		versions: map[key]*entry{},
+		unloaded: map[string]bool{},
+		hashes:   map[string]fileHash{},
+	}
+	if opts.Dir != "" {
+		r.dir = os.DirFS(opts.Dir)
+	}
+	return r
+}
+
+// found is one model version found in a source.
+type found struct {
+	name, version string
+	source        string
+	fsys          fs.FS
+	runtime       model.Runtime
+	file          string // path in fsys
+	cfg           model.Config
+	cfgSum        string
+}
+
+// scan lists the versions the sources serve under each model's version
+// policy. Models whose directory or configuration cannot be read are
+// returned in broken with the reason.
+func (r *Repository) scan() (map[key]found, map[string]error) {
+	out := map[key]found{}
+	broken := map[string]error{}
+	add := func(fsys fs.FS, source string, only func(string) bool) {
+		entries, err := fs.ReadDir(fsys, ".")
+		if err != nil {
+			r.log.Error("cannot read model source", "source", source, "err", err)
+			return
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !e.IsDir() || model.ValidName(name) != nil || !only(name) {
+				continue
+			}
+			vs, err := r.scanModel(fsys, source, name)
+			if err != nil {
+				broken[name] = err
+				continue
+			}
+			for _, f := range vs {
+				out[key{f.name, f.version}] = f
+			}
+		}
+	}
+	inDir := map[string]bool{}
+	if r.dir != nil {
+		if entries, err := fs.ReadDir(r.dir, "."); err == nil {
+			for _, e := range entries {
+				inDir[e.Name()] = e.IsDir()
+			}
+		}
+		add(r.dir, "repository", func(string) bool { return true })
+	}
+	if r.opts.Embedded != nil {
+		add(r.opts.Embedded, "embedded", func(n string) bool { return !inDir[n] })
+	}
+	return out, broken
+}
+
+func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, error) {
+	var cfg model.Config
+	cfgData, err := fs.ReadFile(fsys, path.Join(name, "config.yaml"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("read config.yaml: %w", err)
+	default:
+		if cfg, err = model.ParseConfig(bytes.NewReader(cfgData)); err != nil {
+			return nil, err
+		}
+	}
+	sum := sha256.Sum256(cfgData)
+	entries, err := fs.ReadDir(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("read model directory: %w", err)
+	}
+	byVersion := map[string]found{}
+	var versions []string
+	for _, e := range entries {
+		if !e.IsDir() || model.ValidName(e.Name()) != nil {
+			continue
+		}
+		for _, rt := range r.opts.Runtimes {
+			p := path.Join(name, e.Name(), rt.File)
+			if st, err := fs.Stat(fsys, p); err == nil && st.Mode().IsRegular() {
+				byVersion[e.Name()] = found{name: name, version: e.Name(), source: source, fsys: fsys, runtime: rt, file: p, cfg: cfg, cfgSum: hex.EncodeToString(sum[:8])}
+				versions = append(versions, e.Name())
+				break
+			}
+		}
+	}
+	var out []found
+	for _, v := range cfg.VersionPolicy.Select(versions) {
+		out = append(out, byVersion[v])
+	}
+	return out, nil
+}
+
+// fingerprint hashes a version's file, re-reading it only when its size or
+// modification time changed. It returns the file's bytes when it read them.
+func (r *Repository) fingerprint(f found) (string, []byte, error) {
+	st, err := fs.Stat(f.fsys, f.file)
+	if err != nil {
+		return "", nil, err
+	}
+	cacheKey := f.source + ":" + f.file
+	if h, ok := r.hashes[cacheKey]; ok && h.size == st.Size() && h.modTime.Equal(st.ModTime()) {
+		return f.runtime.Type + ":" + h.sum + ":" + f.cfgSum, nil, nil
+	}
+	data, err := fs.ReadFile(f.fsys, f.file)
+	if err != nil {
+		return "", nil, err
+	}
+	s := sha256.Sum256(data)
+	sum := hex.EncodeToString(s[:])
+	r.hashes[cacheKey] = fileHash{size: st.Size(), modTime: st.ModTime(), sum: sum}
+	return f.runtime.Type + ":" + sum + ":" + f.cfgSum, data, nil
+}
+
+// Sync brings the registry in line with the sources: it loads new and
+// changed versions and unloads versions that are gone. A version that fails
+// to load is reported in the index and tried again only once its file or
+// configuration changes.
+func (r *Repository) Sync(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sync(ctx, "")
+	r.synced = true
+}
+
+// sync does the work of Sync; with only set, it touches that model alone.
+func (r *Repository) sync(ctx context.Context, only string) {
+	want, broken := r.scan()
+	for name, err := range broken {
+		if only != "" && name != only {
+			continue
+		}
+		r.log.Error("model cannot be read", "model", name, "err", err)
+	}
+	keys := make([]key, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].name != keys[j].name {
+			return keys[i].name < keys[j].name
+		}
+		return model.CompareVersions(keys[i].version, keys[j].version) < 0
+	})
+	for _, k := range keys {
+		if ctx.Err() != nil {
+			return
+		}
+		if (only != "" && k.name != only) || r.unloaded[k.name] {
+			continue
+		}
+		r.syncVersion(want[k])
+	}
+	// Versions that are no longer wanted go, unless their model's directory
+	// is unreadable for now: then they keep serving.
+	for k, e := range r.versions {
+		if _, ok := want[k]; ok && !r.unloaded[k.name] {
+			continue
+		}
+		if (only != "" && k.name != only) || broken[k.name] != nil {
+			continue
+		}
+		r.remove(k, e, "its files are gone")
+	}
+	// Default versions follow the configuration.
+	seen := map[string]bool{}
+	for _, f := range want {
+		if !seen[f.name] {
+			seen[f.name] = true
+			r.opts.Registry.SetDefaultVersion(f.name, f.cfg.DefaultVersion)
+		}
+	}
+}
+
+func (r *Repository) syncVersion(f found) {
+	k := key{f.name, f.version}
+	e := r.versions[k]
+	fp, data, err := r.fingerprint(f)
+	if err != nil {
+		r.fail(k, f, fmt.Sprintf("read %s: %v", f.file, err), "")
+		return
+	}
+	if e != nil && e.fingerprint == fp {
+		return
+	}
+	if data == nil {
+		if data, err = fs.ReadFile(f.fsys, f.file); err != nil {
+			r.fail(k, f, fmt.Sprintf("read %s: %v", f.file, err), fp)
+			return
+		}
+	}
+	start := time.Now()
+	m, err := f.runtime.Load(data, f.cfg.Metadata(f.name, f.version, f.runtime.Type))
+	if err == nil {
+		if err = warmUp(m); err != nil {
+			m.Close()
+		}
+	}
+	if err != nil {
+		r.fail(k, f, err.Error(), fp)
+		return
+	}
+	took := time.Since(start)
+	replaced := r.opts.Registry.Add(m)
+	meta := m.Metadata()
+	r.opts.Metrics.ModelLoaded(meta, took)
+	r.versions[k] = &entry{fingerprint: fp, serving: true,
+		status: Status{Name: f.name, Version: f.version, State: Ready, Type: meta.Type, Source: f.source}}
+	verb := "model loaded"
+	if replaced {
+		verb = "model reloaded"
+	}
+	r.log.Info(verb, "model", f.name, "version", f.version, "type", meta.Type, "source", f.source,
+		"seconds", took.Seconds(), "features", len(meta.Features), "classes", len(meta.Classes))
+}
+
+// fail records a failed load. A serving version keeps serving.
+func (r *Repository) fail(k key, f found, reason, fp string) {
+	r.opts.Metrics.LoadFailures.WithLabelValues(k.name).Inc()
+	e := r.versions[k]
+	if e == nil {
+		e = &entry{}
+		r.versions[k] = e
+	}
+	e.fingerprint = fp
+	if e.serving {
+		e.status.Reason = "reload failed, the previous file still serves: " + reason
+		r.log.Error("model reload failed; the previous file still serves", "model", k.name, "version", k.version, "err", reason)
+		return
+	}
+	e.status = Status{Name: k.name, Version: k.version, State: Unavailable, Reason: reason, Type: f.runtime.Type, Source: f.source}
+	r.opts.Metrics.LoadedInfo.WithLabelValues(k.name, k.version, f.runtime.Type).Set(0)
+	r.log.Error("model load failed", "model", k.name, "version", k.version, "err", reason)
+}
+
+// remove takes a version out of service. Its series are deleted once its
+// in-flight requests are done, so nothing freezes at its last value.
+func (r *Repository) remove(k key, e *entry, why string) {
+	delete(r.versions, k)
+	if !e.serving {
+		r.opts.Metrics.LoadedInfo.DeleteLabelValues(k.name, k.version, e.status.Type)
+		if len(r.opts.Registry.Versions(k.name)) == 0 && !r.known(k.name) {
+			r.opts.Metrics.LoadFailures.DeleteLabelValues(k.name)
+		}
+		return
+	}
+	meta := model.Metadata{Name: k.name, Version: k.version}
+	reg := r.opts.Registry
+	reg.Remove(k.name, k.version, func() {
+		r.opts.Metrics.ModelUnloaded(meta, !reg.Has(k.name))
+	})
+	r.log.Info("model unloaded", "model", k.name, "version", k.version, "reason", why)
+}
+
+// known reports whether any version of a model is in the index.
+func (r *Repository) known(name string) bool {
+	for k := range r.versions {
+		if k.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// warmUp runs one inference of zeros, so a model that loads but cannot run
+// never takes traffic.
+func warmUp(m model.Model) error {
+	meta := m.Metadata()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if len(meta.Features) > 0 {
+		_, err := model.SafePredict(ctx, m, model.Batch{Rows: 1, Cols: len(meta.Features), Values: make([]float64, len(meta.Features))})
+		if err != nil {
+			return fmt.Errorf("warm-up inference failed: %w", err)
+		}
+		return nil
+	}
+	tm, ok := m.(model.TensorModel)
+	if !ok {
+		return errors.New("the model takes neither rows nor tensors")
+	}
+	var ins []model.Tensor
+	for _, spec := range meta.InputTensors {
+		t := model.Tensor{Name: spec.Name, DataType: spec.DataType, Shape: make([]int64, len(spec.Shape))}
+		for i, d := range spec.Shape {
+			t.Shape[i] = max(d, 1)
+		}
+		n := t.Len()
+		switch spec.DataType {
+		case model.FP32:
+			t.Data = make([]float32, n)
+		case model.FP64:
+			t.Data = make([]float64, n)
+		case model.INT64:
+			t.Data = make([]int64, n)
+		case model.INT32:
+			t.Data = make([]int32, n)
+		case model.BOOL:
+			t.Data = make([]bool, n)
+		}
+		ins = append(ins, t)
+	}
+	if _, err := safeInfer(ctx, tm, ins); err != nil {
+		return fmt.Errorf("warm-up inference failed: %w", err)
+	}
+	return nil
+}
+
+func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor) (out []model.Tensor, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &model.PanicError{Value: v}
+		}
+	}()
+	return m.Infer(ctx, ins, nil)
+}
+
+// Run syncs every interval until ctx ends.
+func (r *Repository) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Sync(ctx)
+		}
+	}
+}
+
+// Load (re)loads every version of model name that its source serves, and
+// lifts an earlier Unload. It returns ErrNotFound when no source has the
+// model, and the load error when no version of it could be loaded.
+func (r *Repository) Load(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want, broken := r.scan()
+	if err := broken[name]; err != nil {
+		return fmt.Errorf("model %s: %w", name, err)
+	}
+	has := false
+	for k := range want {
+		has = has || k.name == name
+	}
+	if !has {
+		return ErrNotFound
+	}
+	delete(r.unloaded, name)
+	// Forget fingerprints so that even unchanged files load again.
+	for k, e := range r.versions {
+		if k.name == name {
+			e.fingerprint = ""
+		}
+	}
+	r.sync(ctx, name)
+	var reasons []string
+	for k, e := range r.versions {
+		if k.name == name {
+			if e.status.State == Ready {
+				return nil
+			}
+			reasons = append(reasons, k.version+": "+e.status.Reason)
+		}
+	}
+	slices.Sort(reasons)
+	return fmt.Errorf("model %s: no version loaded: %v", name, reasons)
+}
+
+// Unload stops serving every version of model name until Load is called
+// for it. It returns ErrNotFound when no version of it is loaded or known.
+func (r *Repository) Unload(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.known(name) && !r.opts.Registry.Has(name) {
+		return ErrNotFound
+	}
+	r.unloaded[name] = true
+	for k, e := range r.versions {
+		if k.name == name {
+			r.remove(k, e, "unloaded on request")
+		}
+	}
+	return nil
+}
+
+// Index lists every model version the repository knows, sorted by name and
+// version, with models unloaded on request listed as unavailable.
+func (r *Repository) Index() []Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Status
+	for _, e := range r.versions {
+		out = append(out, e.status)
+	}
+	for name := range r.unloaded {
+		out = append(out, Status{Name: name, State: Unavailable, Reason: "unloaded on request"})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return model.CompareVersions(out[i].Version, out[j].Version) < 0
+	})
+	return out
+}
+
+// Ready reports whether the first sync is done and every model that is not
+// unloaded on request has a version serving.
+func (r *Repository) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.synced {
+		return false
+	}
+	serving := map[string]bool{}
+	for k, e := range r.versions {
+		serving[k.name] = serving[k.name] || e.serving
+	}
+	for _, ok := range serving {
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,271 @@
+package repository
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/modelwatch/modelwatch/internal/metrics"
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/xgboost"
+	"github.com/modelwatch/modelwatch/models"
+)
+
+type fixture struct {
+	t    *testing.T
+	dir  string
+	reg  *model.Registry
+	met  *metrics.Metrics
+	repo *Repository
+}
+
+func newFixture(t *testing.T, embedded bool) *fixture {
+	f := &fixture{t: t, dir: t.TempDir(), reg: model.NewRegistry(models.Default)}
+	f.met = metrics.New(prometheus.NewRegistry())
+	opts := Options{Registry: f.reg, Metrics: f.met, Runtimes: []model.Runtime{xgboost.Runtime}, Dir: f.dir}
+	if embedded {
+		opts.Embedded = models.FS
+	}
+	f.repo = New(opts)
+	return f
+}
+
+// put copies an XGBoost fixture to DIR/name/version/model.json.
+func (f *fixture) put(name, version, fixture string) {
+	f.t.Helper()
+	data, err := os.ReadFile(filepath.Join("../model/xgboost/testdata", fixture+".json"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.write(filepath.Join(name, version, "model.json"), string(data))
+}
+
+func (f *fixture) write(rel, data string) {
+	f.t.Helper()
+	p := filepath.Join(f.dir, rel)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	// Make a rewrite within the same second visible as a change.
+	later := time.Now().Add(time.Duration(len(data)) * time.Millisecond)
+	os.Chtimes(p, later, later)
+}
+
+func (f *fixture) index() string {
+	var out []string
+	for _, s := range f.repo.Index() {
+		line := s.Name + "/" + s.Version + " " + string(s.State)
+		if s.Reason != "" {
+			line += " (" + firstWords(s.Reason) + ")"
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "; ")
+}
+
+func firstWords(s string) string {
+	w := strings.Fields(s)
+	return strings.Join(w[:min(3, len(w))], " ")
+}
+
+func (f *fixture) serving(name string) string {
+	return strings.Join(f.reg.Versions(name), ",")
+}
+
+func TestSyncLoadsReloadsAndUnloads(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	f.put("m", "1", "binary")
+	f.put("m", "2", "binary")
+	f.write("m/config.yaml", "version_policy: {latest: 2}\nclasses: [no, yes]\n")
+	f.put("reg", "1", "regression")
+	if f.repo.Ready() {
+		t.Error("ready before the first sync")
+	}
+	f.repo.Sync(ctx)
+	if got := f.index(); got != "m/1 READY; m/2 READY; reg/1 READY" {
+		t.Fatalf("index %s", got)
+	}
+	if !f.repo.Ready() {
+		t.Error("not ready after loading every model")
+	}
+	m, _ := f.reg.Resolve("m", "")
+	if m.Metadata().Version != "2" || strings.Join(m.Metadata().Classes, ",") != "no,yes" {
+		t.Errorf("default version %s, classes %v", m.Metadata().Version, m.Metadata().Classes)
+	}
+	if v := testutil.ToFloat64(f.met.LoadedInfo.WithLabelValues("m", "1", "xgboost")); v != 1 {
+		t.Errorf("model_loaded_info m/1 = %v", v)
+	}
+
+	// A new version: the policy keeps the latest two, so version 1 goes.
+	f.put("m", "3", "binary")
+	f.repo.Sync(ctx)
+	if got := f.serving("m"); got != "2,3" {
+		t.Errorf("serving %s, want 2,3", got)
+	}
+	if n := testutil.CollectAndCount(f.met.LoadedInfo); n != 3 {
+		t.Errorf("%d model_loaded_info series after version 1 left, want 3", n)
+	}
+
+	// A changed file is loaded into a new instance that replaces the old.
+	before, _ := f.reg.Resolve("m", "3")
+	f.put("m", "3", "dart")
+	f.repo.Sync(ctx)
+	after, _ := f.reg.Resolve("m", "3")
+	if before == after {
+		t.Error("changed file not reloaded")
+	}
+	// An unchanged file is not reloaded, even with a new modification time.
+	os.Chtimes(filepath.Join(f.dir, "m/3/model.json"), time.Now().Add(time.Hour), time.Now().Add(time.Hour))
+	f.repo.Sync(ctx)
+	if again, _ := f.reg.Resolve("m", "3"); again != after {
+		t.Error("unchanged file reloaded")
+	}
+
+	// A broken replacement leaves the serving version in place, once counted.
+	f.write("m/3/model.json", `{"learner": "broken"}`)
+	f.repo.Sync(ctx)
+	f.repo.Sync(ctx)
+	if still, _ := f.reg.Resolve("m", "3"); still != after {
+		t.Error("a broken file replaced the serving model")
+	}
+	if got := f.index(); got != "m/2 READY; m/3 READY (reload failed, the); reg/1 READY" {
+		t.Errorf("index %s", got)
+	}
+	if v := testutil.ToFloat64(f.met.LoadFailures.WithLabelValues("m")); v != 1 {
+		t.Errorf("model_load_failures_total %v, want 1", v)
+	}
+
+	// A broken new version is unavailable, with its reason, and not served.
+	f.write("m/4/model.json", "not json")
+	f.write("m/config.yaml", "version_policy: {all: true}\nclasses: [no, yes]\n")
+	f.repo.Sync(ctx)
+	if got := f.index(); got != "m/1 READY; m/2 READY; m/3 READY (reload failed, the); m/4 UNAVAILABLE (invalid model: xgboost:); reg/1 READY" {
+		t.Errorf("index %s", got)
+	}
+	if v := testutil.ToFloat64(f.met.LoadedInfo.WithLabelValues("m", "4", "xgboost")); v != 0 {
+		t.Errorf("model_loaded_info m/4 = %v, want 0", v)
+	}
+	if _, err := f.reg.Resolve("m", "4"); !errors.Is(err, model.ErrVersionNotFound) {
+		t.Errorf("broken version served: %v", err)
+	}
+
+	// Removed directories stop serving and their series go.
+	os.RemoveAll(filepath.Join(f.dir, "m/4"))
+	os.RemoveAll(filepath.Join(f.dir, "reg"))
+	f.repo.Sync(ctx)
+	if got := f.index(); got != "m/1 READY; m/2 READY; m/3 READY (reload failed, the)" {
+		t.Errorf("index %s", got)
+	}
+	for _, c := range []prometheus.Collector{f.met.LoadedInfo, f.met.ModelRequests, f.met.LoadFailures} {
+		if n := testutil.CollectAndCount(c); n == 0 {
+			t.Error("no series left")
+		}
+	}
+	if n := testutil.CollectAndCount(f.met.LoadedInfo); n != 3 {
+		t.Errorf("%d model_loaded_info series, want m's 3", n)
+	}
+	if f.reg.Has("reg") {
+		t.Error("reg still served")
+	}
+}
+
+func TestUnloadAndLoadOnRequest(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	f.put("m", "1", "binary")
+	f.repo.Sync(ctx)
+	if err := f.repo.Unload("m"); err != nil {
+		t.Fatal(err)
+	}
+	f.repo.Sync(ctx) // polling does not bring it back
+	if f.reg.Has("m") {
+		t.Fatal("m served after Unload")
+	}
+	if got := f.index(); got != "m/ UNAVAILABLE (unloaded on request)" {
+		t.Errorf("index %s", got)
+	}
+	if n := testutil.CollectAndCount(f.met.ModelRequests); n != 0 {
+		t.Errorf("%d model_requests_total series after unload", n)
+	}
+	if err := f.repo.Load(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	if !f.reg.Has("m") || f.index() != "m/1 READY" {
+		t.Errorf("after Load: %s", f.index())
+	}
+	if err := f.repo.Load(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Load of an unknown model: %v", err)
+	}
+	if err := f.repo.Unload("nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Unload of an unknown model: %v", err)
+	}
+	f.write("m/1/model.json", "broken")
+	if err := f.repo.Load(ctx, "m"); err != nil {
+		t.Errorf("Load with a broken file but a serving version: %v", err)
+	}
+	f.write("bad/1/model.json", "broken")
+	if err := f.repo.Load(ctx, "bad"); err == nil || !strings.Contains(err.Error(), "no version loaded") {
+		t.Errorf("Load of a broken model: %v", err)
+	}
+	if f.repo.Ready() {
+		t.Error("ready while a model has no version serving")
+	}
+}
+
+func TestEmbeddedAndRepository(t *testing.T) {
+	f := newFixture(t, true)
+	f.put("other", "1", "regression")
+	f.repo.Sync(context.Background())
+	if got := f.index(); got != "fraud_model/v1 READY; other/1 READY" {
+		t.Fatalf("index %s", got)
+	}
+	for _, s := range f.repo.Index() {
+		if s.Name == "fraud_model" && s.Source != "embedded" {
+			t.Errorf("fraud_model from %s", s.Source)
+		}
+	}
+	// A repository model of the same name takes the embedded one's place.
+	f.put("fraud_model", "v2", "binary")
+	f.write("fraud_model/config.yaml", "classes: [safe, fraud]\n")
+	f.repo.Sync(context.Background())
+	if got := f.index(); got != "fraud_model/v2 READY; other/1 READY" {
+		t.Errorf("index %s", got)
+	}
+}
+
+func TestBadConfigKeepsServing(t *testing.T) {
+	f := newFixture(t, false)
+	f.put("m", "1", "binary")
+	f.repo.Sync(context.Background())
+	f.write("m/config.yaml", "version_polcy: {all: true}\n")
+	f.repo.Sync(context.Background())
+	if !f.reg.Has("m") {
+		t.Error("an unreadable config.yaml unloaded the model")
+	}
+}
+
+func TestVersionPolicy(t *testing.T) {
+	avail := []string{"3", "10", "1", "2"}
+	for _, tc := range []struct {
+		p    model.VersionPolicy
+		want string
+	}{
+		{model.VersionPolicy{}, "10"},
+		{model.VersionPolicy{Latest: 2}, "3,10"},
+		{model.VersionPolicy{All: true}, "1,2,3,10"},
+		{model.VersionPolicy{Specific: []string{"2", "3", "9"}}, "2,3"},
+	} {
+		if got := strings.Join(tc.p.Select(avail), ","); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.p, got, tc.want)
+		}
+	}
+}
