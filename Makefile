@@ -1,6 +1,6 @@
 # modelwatch: build and test. `make test` is what CI runs (.ci/run).
 GO ?= go
-FUZZTIME ?= 15s
+FUZZTIME ?= 10s
 
 ONNXRUNTIME_VERSION ?= 1.24.1
 ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
@@ -38,6 +38,7 @@ nocgo:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePredict$$' -fuzztime $(FUZZTIME) ./internal/server
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeV2$$' -fuzztime $(FUZZTIME) ./internal/server
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

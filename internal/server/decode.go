@@ -251,6 +251,20 @@ func (p *scanner) number() (float64, bool) {
 	return v, true
 }
 
+// token reads a number token without converting it.
+func (p *scanner) token() ([]byte, bool) {
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			p.i++
+			continue
+		}
+		break
+	}
+	return p.b[start:p.i], p.i > start
+}
+
 // typeError describes the JSON value at the scanner's position.
 func (p *scanner) typeError(where, want string) error {
 	got := "something else"

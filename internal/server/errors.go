@@ -26,6 +26,7 @@ const (
 	errVersionNotFound  errorType = "version_not_found"      // 404
 	errMethodNotAllowed errorType = "method_not_allowed"     // 405
 	errNotFound         errorType = "not_found"              // 404: no such endpoint (never counted: not an inference route)
+	errLoadFailed       errorType = "load_failed"            // 400: a model load on request failed (repository extension; not counted)
 	errTimeout          errorType = "timeout"                // 504: --request-timeout passed
 	errCanceled         errorType = "canceled"               // 499: the client went away
 	errModelFailed      errorType = "model_error"            // 500: the model returned an error
@@ -46,6 +47,7 @@ var errorStatus = map[errorType]int{
 	errVersionNotFound:  http.StatusNotFound,
 	errMethodNotAllowed: http.StatusMethodNotAllowed,
 	errNotFound:         http.StatusNotFound,
+	errLoadFailed:       http.StatusBadRequest,
 	errTimeout:          http.StatusGatewayTimeout,
 	errCanceled:         499, // the status nginx and Envoy log for a client that closed the request
 	errModelFailed:      http.StatusInternalServerError,

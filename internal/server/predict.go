@@ -118,11 +118,11 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 // as a batch.
 func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 	meta := &v.meta
-	switch {
+	switch limit := s.maxRows(v); {
 	case in.n == 0:
 		return model.Batch{}, newError(errEmptyBatch, `"inputs" has no rows`)
-	case in.n > s.opts.MaxBatchRows:
-		return model.Batch{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", in.n, s.opts.MaxBatchRows)
+	case in.n > limit:
+		return model.Batch{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", in.n, limit)
 	case in.ragged >= 0:
 		return model.Batch{}, newError(errShapeMismatch, "rows differ in length: row %d has %d values, row 0 has %d", in.ragged, in.raggedLen, in.cols)
 	case len(meta.Features) == 0:
@@ -142,18 +142,38 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 	return model.Batch{Rows: in.n, Cols: in.cols, Values: in.values}, nil
 }
 
+// maxRows is the most rows one request to the model may carry.
+func (s *Server) maxRows(v *view) int {
+	if m := v.meta.MaxBatchRows; m > 0 && m < s.opts.MaxBatchRows {
+		return m
+	}
+	return s.opts.MaxBatchRows
+}
+
 // outcome is a successful inference.
 type outcome struct {
 	result model.Result
+	// tensors holds a tensor model's outputs (Open Inference Protocol).
+	tensors []model.Tensor
 	// class and confidence of each row of a classifier.
 	class      []int
 	confidence []float64
 }
 
-// infer runs a validated batch through the model and observes it into the
-// catalogue. t0 is when preprocessing began. It is the one inference path of
-// every API.
+// infer runs a validated batch through the model's Predict. t0 is when
+// preprocessing began.
 func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.Time) (outcome, *apiError) {
+	return s.run(ctx, v, batch.Rows, t0, func(ctx context.Context) (outcome, []float64, error) {
+		res, err := model.SafePredict(ctx, v.model, batch)
+		return outcome{result: res}, res.Values, err
+	})
+}
+
+// run is the one inference path of every API: it runs the model through
+// call, within the request timeout, and observes the request into the
+// catalogue. call returns the outcome and the values of the prediction
+// output (rows x v.meta.Outputs), which class metrics read.
+func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call func(context.Context) (outcome, []float64, error)) (outcome, *apiError) {
 	ser := v.series
 	info := requestInfoFrom(ctx)
 	ser.Active.Inc()
@@ -161,7 +181,7 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 	t1 := s.opts.Now()
 
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	res, err := model.SafePredict(ctx, v.model, batch)
+	out, pred, err := call(ctx)
 	cancel()
 	t2 := s.opts.Now()
 	if err != nil {
@@ -174,21 +194,19 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 		}
 		return outcome{}, fromModelError(err)
 	}
-
-	out := outcome{result: res}
-	for _, x := range res.Values {
+	for _, x := range pred {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			ser.Error.Inc()
 			return outcome{}, newError(errModelFailed, "the model produced a value that is not a finite number")
 		}
 	}
-	if v.meta.IsClassifier() {
-		out.class = make([]int, res.Rows)
-		out.confidence = make([]float64, res.Rows)
-		counts := make([]int, res.Cols)
-		for i := 0; i < res.Rows; i++ {
+	if k := len(v.meta.Classes); k > 0 && len(pred) == rows*k {
+		out.class = make([]int, rows)
+		out.confidence = make([]float64, rows)
+		counts := make([]int, k)
+		for i := 0; i < rows; i++ {
+			row := pred[i*k : (i+1)*k]
 			best := 0
-			row := res.Row(i)
 			for j, p := range row {
 				if p > row[best] {
 					best = j
@@ -207,8 +225,8 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 	t3 := s.opts.Now()
 
 	ser.Success.Inc()
-	ser.Predictions.Add(float64(batch.Rows))
-	ser.BatchSize.Observe(float64(batch.Rows))
+	ser.Predictions.Add(float64(rows))
+	ser.BatchSize.Observe(float64(rows))
 	// Exemplars go on the request-level latency only: each costs more than
 	// the observation itself, and a stage's request is the same request.
 	ser.Stages[metrics.StagePreprocess].Observe(t1.Sub(t0).Seconds())

@@ -25,6 +25,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// MetricsHandler serves GET /metrics. Required.
 	MetricsHandler http.Handler
+	// Repository serves the Open Inference Protocol's repository extension
+	// and joins in readiness; nil for none.
+	Repository Repository
 	// SeparateMetrics leaves /metrics out of the API's routes, for a server
 	// that serves MetricsRoutes on a listener of its own.
 	SeparateMetrics bool
@@ -116,6 +119,7 @@ func (s *Server) routes() http.Handler {
 		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
 		{pattern: "/{$}", endpoint: "/", methods: getHead(s.api(s.info, false))},
 	}
+	table = append(table, s.v2Routes()...)
 	if !s.opts.SeparateMetrics {
 		table = append(table, s.metricsRoute())
 	}
@@ -240,6 +244,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 	writeJSON(w, status, body)
 }
 
+// isReady reports whether the server takes traffic.
+func (s *Server) isReady() bool {
+	return s.ready.Load() && (s.opts.Repository == nil || s.opts.Repository.Ready())
+}
+
 // health answers liveness: the process is up and serving HTTP.
 func (s *Server) health(http.ResponseWriter, *http.Request) (any, *apiError) {
 	return map[string]any{"status": "healthy", "models_loaded": s.models.Len()}, nil
@@ -259,7 +268,7 @@ func (s *Server) readiness(http.ResponseWriter, *http.Request) (any, *apiError) 
 	for _, m := range s.models.Models() {
 		models = append(models, modelState{Name: m.Name, Version: m.Version, Type: m.Type, State: "READY"})
 	}
-	ready := s.ready.Load()
+	ready := s.isReady()
 	body := map[string]any{"ready": ready, "models": models}
 	if !ready {
 		return statusResult{status: http.StatusServiceUnavailable, body: body}, nil
@@ -291,6 +300,9 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		"models":         models,
 		"endpoints": []string{
 			"POST /predict", "GET /health", "GET /ready", "GET /metrics", "GET /",
+			"GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model}[/versions/{version}]",
+			"GET /v2/models/{model}[/versions/{version}]/ready", "POST /v2/models/{model}[/versions/{version}]/infer",
+			"POST /v2/repository/index", "POST /v2/repository/models/{model}/load", "POST /v2/repository/models/{model}/unload",
 		},
 	}
 	for k, v := range s.opts.Info {

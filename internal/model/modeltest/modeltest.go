@@ -42,3 +42,16 @@ func (m *Model) Close() error {
 	}
 	return nil
 }
+
+// TensorModel is a model.TensorModel built from function fields.
+type TensorModel struct {
+	Model
+	InferFunc func(ctx context.Context, inputs []model.Tensor, outputs []string) ([]model.Tensor, error)
+}
+
+var _ model.TensorModel = (*TensorModel)(nil)
+
+// Infer implements model.TensorModel.
+func (m *TensorModel) Infer(ctx context.Context, inputs []model.Tensor, outputs []string) ([]model.Tensor, error) {
+	return m.InferFunc(ctx, inputs, outputs)
+}

@@ -1,0 +1,626 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/repository"
+	"github.com/modelwatch/modelwatch/internal/version"
+)
+
+// Repository is the model control that the Open Inference Protocol's
+// repository extension and readiness use.
+type Repository interface {
+	Index() []repository.Status
+	Load(ctx context.Context, name string) error
+	Unload(name string) error
+	Ready() bool
+}
+
+// v2Routes are the Open Inference Protocol (KServe v2) REST endpoints.
+func (s *Server) v2Routes() []route {
+	get := func(h http.HandlerFunc) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodGet: h, http.MethodHead: h}
+	}
+	post := func(h http.HandlerFunc) map[string]http.HandlerFunc {
+		return map[string]http.HandlerFunc{http.MethodPost: h}
+	}
+	rs := []route{
+		{pattern: "/v2", methods: get(s.api(s.v2Server, false))},
+		{pattern: "/v2/health/live", methods: get(s.api(s.v2Live, false))},
+		{pattern: "/v2/health/ready", methods: get(s.api(s.v2Ready, false))},
+		{pattern: "/v2/models/{model}", methods: get(s.api(s.v2Metadata, false))},
+		{pattern: "/v2/models/{model}/versions/{version}", methods: get(s.api(s.v2Metadata, false))},
+		{pattern: "/v2/models/{model}/ready", methods: get(s.api(s.v2ModelReady, false))},
+		{pattern: "/v2/models/{model}/versions/{version}/ready", methods: get(s.api(s.v2ModelReady, false))},
+		{pattern: "/v2/models/{model}/infer", inference: true, methods: post(s.api(s.v2Infer, true))},
+		{pattern: "/v2/models/{model}/versions/{version}/infer", inference: true, methods: post(s.api(s.v2Infer, true))},
+		{pattern: "/v2/repository/index", methods: post(s.api(s.v2Index, false))},
+		{pattern: "/v2/repository/models/{model}/load", methods: post(s.api(s.v2Load, false))},
+		{pattern: "/v2/repository/models/{model}/unload", methods: post(s.api(s.v2Unload, false))},
+	}
+	for i := range rs {
+		rs[i].endpoint = rs[i].pattern
+	}
+	return rs
+}
+
+func (s *Server) v2Server(http.ResponseWriter, *http.Request) (any, *apiError) {
+	ext := []string{}
+	if s.opts.Repository != nil {
+		ext = append(ext, "model_repository")
+	}
+	return map[string]any{"name": "modelwatch", "version": version.Get().Version, "extensions": ext}, nil
+}
+
+func (s *Server) v2Live(http.ResponseWriter, *http.Request) (any, *apiError) {
+	return map[string]bool{"live": true}, nil
+}
+
+func (s *Server) v2Ready(http.ResponseWriter, *http.Request) (any, *apiError) {
+	if !s.isReady() {
+		return statusResult{status: http.StatusServiceUnavailable, body: map[string]bool{"ready": false}}, nil
+	}
+	return map[string]bool{"ready": true}, nil
+}
+
+type v2TensorMeta struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func tensorMeta(specs []model.TensorSpec) []v2TensorMeta {
+	out := make([]v2TensorMeta, len(specs))
+	for i, t := range specs {
+		out[i] = v2TensorMeta{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape}
+	}
+	return out
+}
+
+// platforms names each runtime the way KServe and Triton clients expect.
+var platforms = map[string]string{"xgboost": "xgboost_json", "onnx": "onnxruntime_onnx"}
+
+func (s *Server) v2Metadata(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
+	name, ver := r.PathValue("model"), r.PathValue("version")
+	m, err := s.models.Resolve(name, ver)
+	if err != nil {
+		return nil, fromModelError(err)
+	}
+	meta := m.Metadata()
+	platform := platforms[meta.Type]
+	if platform == "" {
+		platform = meta.Type
+	}
+	out := map[string]any{
+		"name":     meta.Name,
+		"versions": s.models.Versions(meta.Name),
+		"platform": platform,
+		"inputs":   tensorMeta(meta.InputTensors),
+		"outputs":  tensorMeta(meta.OutputTensors),
+	}
+	if ver != "" {
+		out["versions"] = []string{meta.Version}
+	}
+	params := map[string]any{"version": meta.Version}
+	if len(meta.Classes) > 0 {
+		params["classes"] = meta.Classes
+	}
+	if len(meta.Features) > 0 {
+		params["features"] = meta.Features
+	}
+	out["parameters"] = params
+	return out, nil
+}
+
+func (s *Server) v2ModelReady(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
+	m, err := s.models.Resolve(r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		return nil, fromModelError(err)
+	}
+	meta := m.Metadata()
+	return map[string]any{"name": meta.Name, "version": meta.Version, "ready": true}, nil
+}
+
+func (s *Server) v2Index(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if s.opts.Repository == nil {
+		return nil, newError(errNotFound, "this server has no model repository")
+	}
+	var req struct {
+		Ready bool `json:"ready"`
+	}
+	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
+		return nil, aerr
+	}
+	out := []repository.Status{}
+	for _, st := range s.opts.Repository.Index() {
+		if !req.Ready || st.State == repository.Ready {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) v2Load(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if s.opts.Repository == nil {
+		return nil, newError(errNotFound, "this server has no model repository")
+	}
+	var req struct {
+		Parameters map[string]any `json:"parameters"`
+	}
+	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
+		return nil, aerr
+	}
+	switch err := s.opts.Repository.Load(r.Context(), r.PathValue("model")); {
+	case errors.Is(err, repository.ErrNotFound):
+		return nil, newError(errModelNotFound, "no model of that name in the repository")
+	case err != nil:
+		return nil, newError(errLoadFailed, "%v", err)
+	}
+	return map[string]any{}, nil
+}
+
+func (s *Server) v2Unload(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if s.opts.Repository == nil {
+		return nil, newError(errNotFound, "this server has no model repository")
+	}
+	var req struct {
+		Parameters map[string]any `json:"parameters"`
+	}
+	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
+		return nil, aerr
+	}
+	if err := s.opts.Repository.Unload(r.PathValue("model")); errors.Is(err, repository.ErrNotFound) {
+		return nil, newError(errModelNotFound, "no model of that name is loaded")
+	} else if err != nil {
+		return nil, newError(errInternal, "%v", err)
+	}
+	return map[string]any{}, nil
+}
+
+// decodeOptional reads a small JSON body that may be empty.
+func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	if err := checkJSONContent(r); err != nil {
+		return err
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return aerr
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return newError(errInvalidRequest, "invalid request body: %s", trimJSONPrefix(err.Error()))
+	}
+	return nil
+}
+
+// v2InferRequest is the body of POST .../infer.
+type v2InferRequest struct {
+	ID         string          `json:"id"`
+	Parameters json.RawMessage `json:"parameters"`
+	Inputs     []struct {
+		Name       string          `json:"name"`
+		Shape      []int64         `json:"shape"`
+		Datatype   string          `json:"datatype"`
+		Parameters json.RawMessage `json:"parameters"`
+		Data       json.RawMessage `json:"data"`
+	} `json:"inputs"`
+	Outputs []struct {
+		Name       string          `json:"name"`
+		Parameters json.RawMessage `json:"parameters"`
+	} `json:"outputs"`
+}
+
+type v2Output struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+	Data     any     `json:"data"`
+}
+
+type v2InferResponse struct {
+	ModelName    string     `json:"model_name"`
+	ModelVersion string     `json:"model_version"`
+	ID           string     `json:"id,omitempty"`
+	Outputs      []v2Output `json:"outputs"`
+}
+
+// maxTensorElements bounds the elements of one tensor, whatever its shape says.
+const maxTensorElements = 1 << 24
+
+// v2Infer serves POST /v2/models/{model}[/versions/{version}]/infer.
+func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if r.Header.Get("Inference-Header-Content-Length") != "" {
+		return nil, newError(errMediaType, "the binary tensor data extension is not supported; send tensors as JSON")
+	}
+	if err := checkJSONContent(r); err != nil {
+		return nil, err
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	t0 := s.opts.Now()
+	var req v2InferRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, jsonError(err, body)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, newError(errInvalidJSON, "invalid JSON: data after the request object")
+	}
+	if len(req.ID) > 256 {
+		return nil, newError(errInvalidRequest, `"id" is longer than 256 bytes`)
+	}
+	v, aerr := s.acquire(r.PathValue("model"), r.PathValue("version"))
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer v.release()
+	out, aerr := s.v2Run(r.Context(), v, &req, t0)
+	if aerr != nil {
+		aerr.model = v.meta.Name
+		return nil, aerr
+	}
+	resp, err := json.Marshal(v2InferResponse{ModelName: v.meta.Name, ModelVersion: v.meta.Version, ID: req.ID, Outputs: out})
+	if err != nil {
+		return nil, &apiError{typ: errModelFailed, msg: "the model's outputs cannot be encoded as JSON", model: v.meta.Name}
+	}
+	v.series.InputSize.Observe(float64(len(body)))
+	v.series.OutputSize.Observe(float64(len(resp) + 1))
+	return json.RawMessage(resp), nil
+}
+
+// jsonError describes a body the JSON decoder rejected.
+func jsonError(err error, body []byte) *apiError {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return newError(errInvalidJSON, "invalid JSON: the body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(errInvalidJSON, "invalid JSON: the body ends before the JSON does")
+	case errors.As(err, &syn):
+		if nonFiniteLiteral(body, syn.Offset) {
+			return newError(errInvalidJSON, "invalid JSON at byte %d: NaN and Infinity are not JSON numbers", syn.Offset)
+		}
+		return newError(errInvalidJSON, "invalid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return newError(errInvalidRequest, "%q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
+	}
+	return newError(errInvalidRequest, "%s", trimJSONPrefix(err.Error()))
+}
+
+// v2Run validates the request's tensors against the model and runs it.
+func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 time.Time) ([]v2Output, *apiError) {
+	meta := &v.meta
+	if len(req.Inputs) == 0 {
+		return nil, newError(errEmptyBatch, `"inputs" has no tensors`)
+	}
+	var wanted []string
+	for _, o := range req.Outputs {
+		if !slices.ContainsFunc(meta.OutputTensors, func(t model.TensorSpec) bool { return t.Name == o.Name }) {
+			return nil, newError(errInvalidRequest, "the model has no output %q; it has %s", o.Name, specNames(meta.OutputTensors))
+		}
+		if slices.Contains(wanted, o.Name) {
+			return nil, newError(errInvalidRequest, "output %q is requested twice", o.Name)
+		}
+		wanted = append(wanted, o.Name)
+	}
+	tm, isTensorModel := v.model.(model.TensorModel)
+	inputs := make([]model.Tensor, 0, len(req.Inputs))
+	for i, in := range req.Inputs {
+		spec := slices.IndexFunc(meta.InputTensors, func(t model.TensorSpec) bool { return t.Name == in.Name })
+		if spec < 0 {
+			return nil, newError(errInvalidRequest, "inputs[%d]: the model has no input %q; it has %s", i, in.Name, specNames(meta.InputTensors))
+		}
+		if slices.ContainsFunc(inputs, func(t model.Tensor) bool { return t.Name == in.Name }) {
+			return nil, newError(errInvalidRequest, "input %q is given twice", in.Name)
+		}
+		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, meta.InputTensors[spec], isTensorModel)
+		if aerr != nil {
+			return nil, aerr
+		}
+		inputs = append(inputs, t)
+	}
+	if len(inputs) != len(meta.InputTensors) {
+		return nil, newError(errInvalidRequest, "the model takes %d inputs (%s), the request has %d", len(meta.InputTensors), specNames(meta.InputTensors), len(inputs))
+	}
+	rows := int(inputs[0].Shape[0])
+	for _, t := range inputs {
+		if len(t.Shape) == 0 || int(t.Shape[0]) != rows {
+			return nil, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
+		}
+	}
+	switch limit := s.maxRows(v); {
+	case rows == 0:
+		return nil, newError(errEmptyBatch, "the batch has no rows")
+	case rows > limit:
+		return nil, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", rows, limit)
+	}
+
+	if isTensorModel {
+		out, aerr := s.run(ctx, v, rows, t0, func(ctx context.Context) (outcome, []float64, error) {
+			ts, err := safeInfer(ctx, tm, inputs, nil)
+			if err != nil {
+				return outcome{}, nil, err
+			}
+			var pred []float64
+			if i := slices.IndexFunc(ts, func(t model.Tensor) bool { return t.Name == meta.PredictionOutput }); i >= 0 {
+				pred, _ = ts[i].Float64s()
+			}
+			return outcome{tensors: ts}, pred, nil
+		})
+		if aerr != nil {
+			return nil, aerr
+		}
+		return selectOutputs(out.tensors, wanted)
+	}
+
+	// A model of rows: one input of shape [rows, features].
+	t := inputs[0]
+	if len(t.Shape) != 2 || int(t.Shape[1]) != len(meta.Features) {
+		return nil, newError(errShapeMismatch, "input %s has shape %v; the model takes [rows, %d]", t.Name, t.Shape, len(meta.Features))
+	}
+	vals, err := t.Float64s()
+	if err != nil {
+		return nil, newError(errInvalidInput, "%v", err)
+	}
+	batch := model.Batch{Rows: rows, Cols: len(meta.Features), Values: vals}
+	out, aerr := s.infer(ctx, v, batch, t0)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return selectOutputs(rowOutputs(meta, out), wanted)
+}
+
+// rowOutputs turns a model of rows' result into its output tensors: class
+// probabilities and labels for a classifier, predictions for a regressor.
+func rowOutputs(meta *model.Metadata, out outcome) []model.Tensor {
+	res := out.result
+	vals := make([]float32, len(res.Values))
+	for i, x := range res.Values {
+		vals[i] = float32(x)
+	}
+	main := model.Tensor{Name: meta.PredictionOutput, DataType: model.FP32, Shape: []int64{int64(res.Rows), int64(res.Cols)}, Data: vals}
+	if !meta.IsClassifier() {
+		return []model.Tensor{main}
+	}
+	labels := make([]string, res.Rows)
+	for i, c := range out.class {
+		labels[i] = meta.Classes[c]
+	}
+	ts := []model.Tensor{main}
+	for _, spec := range meta.OutputTensors {
+		if spec.DataType == model.BYTES {
+			ts = append(ts, model.Tensor{Name: spec.Name, DataType: model.BYTES, Shape: []int64{int64(res.Rows)}, Data: labels})
+		}
+	}
+	return ts
+}
+
+func selectOutputs(ts []model.Tensor, wanted []string) ([]v2Output, *apiError) {
+	var out []v2Output
+	for _, t := range ts {
+		if len(wanted) > 0 && !slices.Contains(wanted, t.Name) {
+			continue
+		}
+		if !finite(t.Data) {
+			return nil, newError(errModelFailed, "output %s holds a value that is not a finite number", t.Name)
+		}
+		out = append(out, v2Output{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape, Data: t.Data})
+	}
+	return out, nil
+}
+
+func finite(data any) bool {
+	switch d := data.(type) {
+	case []float32:
+		for _, x := range d {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return false
+			}
+		}
+	case []float64:
+		for _, x := range d {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor, outs []string) (ts []model.Tensor, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			ts, err = nil, &model.PanicError{Value: v}
+		}
+	}()
+	return m.Infer(ctx, ins, outs)
+}
+
+func specNames(specs []model.TensorSpec) string {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// decodeTensor reads one input tensor and checks it against the model's spec.
+// A tensor model (strict) takes its own datatypes; a model of rows converts
+// any numeric type.
+func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, spec model.TensorSpec, strict bool) (model.Tensor, *apiError) {
+	dt := model.DataType(datatype)
+	switch dt {
+	case model.BOOL, model.INT32, model.INT64, model.FP32, model.FP64:
+	default:
+		return model.Tensor{}, newError(errInvalidRequest, "input %s: datatype %q is not one of BOOL, INT32, INT64, FP32, FP64", name, datatype)
+	}
+	if strict && dt != spec.DataType {
+		return model.Tensor{}, newError(errInvalidInput, "input %s is %s; the model takes %s", name, dt, spec.DataType)
+	}
+	if shape == nil {
+		return model.Tensor{}, newError(errInvalidRequest, "input %s has no shape", name)
+	}
+	if len(shape) != len(spec.Shape) {
+		return model.Tensor{}, newError(errShapeMismatch, "input %s has shape %v; the model takes %s", name, shape, shapeString(spec.Shape))
+	}
+	n := int64(1)
+	for i, d := range shape {
+		if d < 0 || (spec.Shape[i] >= 0 && d != spec.Shape[i]) {
+			return model.Tensor{}, newError(errShapeMismatch, "input %s has shape %v; the model takes %s", name, shape, shapeString(spec.Shape))
+		}
+		n *= d
+		if n > maxTensorElements {
+			return model.Tensor{}, newError(errBatchTooLarge, "input %s has more than %d elements", name, maxTensorElements)
+		}
+	}
+	if len(data) == 0 {
+		return model.Tensor{}, newError(errInvalidRequest, "input %s has no data", name)
+	}
+	values, count, err := decodeData(data, dt, int(n))
+	if err != nil {
+		return model.Tensor{}, newError(errInvalidRequest, "input %s: %v", name, err)
+	}
+	if count != int(n) {
+		return model.Tensor{}, newError(errShapeMismatch, "input %s has %d values; shape %v needs %d", name, count, shape, n)
+	}
+	return model.Tensor{Name: name, DataType: dt, Shape: shape, Data: values}, nil
+}
+
+func shapeString(s []int64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = strconv.FormatInt(d, 10)
+	}
+	return "[" + strings.Join(parts, ", ") + "] (-1: any size)"
+}
+
+// decodeData flattens a tensor's data, nested or flat, into a slice of the
+// datatype's Go type. It stops at limit+1 elements, so a body cannot make it
+// allocate more than the shape allows.
+func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
+	p := scanner{b: raw}
+	var (
+		bools []bool
+		i32   []int32
+		i64   []int64
+		f32   []float32
+		f64   []float64
+	)
+	count := 0
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		p.space()
+		if p.consume('[') {
+			if depth > 32 {
+				return errors.New("data is nested too deeply")
+			}
+			p.space()
+			if p.consume(']') {
+				return nil
+			}
+			for {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+				p.space()
+				if p.consume(']') {
+					return nil
+				}
+				if !p.consume(',') {
+					return errors.New("data is not a list")
+				}
+			}
+		}
+		if count >= limit {
+			count++
+			return errors.New("data has more values than the shape")
+		}
+		count++
+		switch dt {
+		case model.BOOL:
+			switch {
+			case p.literal("true"):
+				bools = append(bools, true)
+			case p.literal("false"):
+				bools = append(bools, false)
+			default:
+				return p.typeError(fmt.Sprintf("value %d", count-1), "true or false")
+			}
+			return nil
+		case model.INT32, model.INT64:
+			tok, ok := p.token()
+			if !ok {
+				return p.typeError(fmt.Sprintf("value %d", count-1), "an integer")
+			}
+			bits := 64
+			if dt == model.INT32 {
+				bits = 32
+			}
+			x, err := strconv.ParseInt(unsafe.String(&tok[0], len(tok)), 10, bits)
+			if err != nil {
+				return fmt.Errorf("value %d (%s) is not a %d-bit integer", count-1, tok, bits)
+			}
+			if dt == model.INT32 {
+				i32 = append(i32, int32(x))
+			} else {
+				i64 = append(i64, x)
+			}
+			return nil
+		}
+		tok, ok := p.token()
+		if !ok {
+			return p.typeError(fmt.Sprintf("value %d", count-1), "a number")
+		}
+		bits := 64
+		if dt == model.FP32 {
+			bits = 32
+		}
+		x, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), bits)
+		if err != nil || math.IsInf(x, 0) {
+			return fmt.Errorf("value %d (%s) is not a finite %d-bit number", count-1, tok, bits)
+		}
+		if dt == model.FP32 {
+			f32 = append(f32, float32(x))
+		} else {
+			f64 = append(f64, x)
+		}
+		return nil
+	}
+	if err := walk(0); err != nil {
+		return nil, count, err
+	}
+	switch dt {
+	case model.BOOL:
+		return bools, count, nil
+	case model.INT32:
+		return i32, count, nil
+	case model.INT64:
+		return i64, count, nil
+	case model.FP32:
+		return f32, count, nil
+	}
+	return f64, count, nil
+}
