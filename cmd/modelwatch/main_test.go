@@ -124,7 +124,21 @@ func start(t *testing.T, listeners int, args ...string) *process {
 			t.Fatalf("modelwatch did not listen within 30s:\n%s", p.logs)
 		}
 	}
-	return p
+	// Models load after the listeners open; /ready says when they have.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.url("/ready"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("modelwatch not ready within 30s:\n%s", p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (p *process) url(path string) string { return "http://" + p.addrs["api"] + path }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,9 @@ import (
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/onnx"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
+	"github.com/modelwatch/modelwatch/internal/repository"
 	"github.com/modelwatch/modelwatch/internal/server"
 	"github.com/modelwatch/modelwatch/internal/version"
 	"github.com/modelwatch/modelwatch/models"
@@ -117,13 +120,40 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		logger.Info("GPU metrics off", "reason", gpuState)
 	}
 
+	onnxState := "ONNX Runtime loaded"
+	if cfg.ONNXRuntimeLibrary != "" {
+		if err := onnx.Init(cfg.ONNXRuntimeLibrary); err != nil {
+			return fmt.Errorf("onnxruntime-library: %w", err)
+		}
+		onnxState = "ONNX Runtime " + onnx.Version()
+	} else if !onnx.BuiltIn {
+		onnxState = onnx.ErrNotBuiltIn.Error()
+	} else {
+		onnxState = "no ONNX Runtime library given (--onnxruntime-library); ONNX models cannot load"
+	}
+	logger.Info("ONNX", "state", onnxState)
+
 	registry := model.NewRegistry(cfg.DefaultModel)
-	if err := loadEmbedded(registry, met, logger); err != nil {
-		return err
+	registry.OnClose = func(m model.Model, err error) {
+		meta := m.Metadata()
+		if err != nil {
+			logger.Warn("closing a model failed", "model", meta.Name, "version", meta.Version, "err", err)
+		}
 	}
-	if !registry.Has(cfg.DefaultModel) {
-		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
+	repoOpts := repository.Options{
+		Registry: registry, Metrics: met, Logger: logger,
+		Runtimes: []model.Runtime{xgboost.Runtime, onnx.Runtime},
+		Dir:      cfg.ModelRepository,
 	}
+	if cfg.EmbeddedModel {
+		repoOpts.Embedded = models.FS
+	}
+	if cfg.ModelRepository != "" {
+		if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
+			return &usageError{fmt.Errorf("model-repository %q is not a directory", cfg.ModelRepository)}
+		}
+	}
+	repo := repository.New(repoOpts)
 
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
@@ -140,7 +170,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxBatchRows:    cfg.MaxBatchRows,
 		RequestTimeout:  cfg.RequestTimeout,
-		Info:            map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState},
+		Repository:      repo,
+		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,
+			"model_repository": cfg.ModelRepository},
 	})
 
 	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress
@@ -180,8 +212,21 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
 		}()
 	}
+	// Listening first lets liveness probes pass while models load; /ready
+	// answers 503 until they have.
+	repo.Sync(ctx)
+	if !registry.Has(cfg.DefaultModel) {
+		for _, l := range servers {
+			l.srv.Close()
+		}
+		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
+	}
+	if cfg.ModelRepository != "" && cfg.PollInterval > 0 {
+		go repo.Run(ctx, cfg.PollInterval)
+	}
 	srv.SetReady(true)
-	logger.Info("modelwatch serving", "version", version.Get().Version, "models", registry.Len(), "default_model", cfg.DefaultModel)
+	logger.Info("modelwatch serving", "version", version.Get().Version, "models", registry.Len(), "default_model", cfg.DefaultModel,
+		"model_repository", cfg.ModelRepository)
 
 	select {
 	case err := <-errc:
@@ -208,26 +253,4 @@ type listener struct {
 	role, addr, webConfig string
 	handler               http.Handler
 	srv                   *http.Server
-}
-
-// loadEmbedded loads the embedded default model into the registry.
-func loadEmbedded(registry *model.Registry, met *metrics.Metrics, logger *slog.Logger) error {
-	start := time.Now()
-	loaded, cfg, err := model.LoadDir(models.FS, models.Default, []model.Runtime{xgboost.Runtime})
-	if err != nil {
-		met.LoadFailures.WithLabelValues(models.Default).Inc()
-		return fmt.Errorf("load embedded model: %w", err)
-	}
-	for _, l := range loaded {
-		if l.Err != nil {
-			met.LoadFailures.WithLabelValues(models.Default).Inc()
-			return fmt.Errorf("load embedded model: %w", l.Err)
-		}
-		registry.Add(l.Model)
-		meta := l.Model.Metadata()
-		met.ModelLoaded(meta, time.Since(start))
-		logger.Info("model loaded", "model", meta.Name, "version", meta.Version, "type", meta.Type, "features", len(meta.Features), "classes", meta.Classes)
-	}
-	registry.SetDefaultVersion(models.Default, cfg.DefaultVersion)
-	return nil
 }

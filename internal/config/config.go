@@ -39,6 +39,10 @@ type Config struct {
 	LogFormat            string
 	GPUMetrics           string
 	GPUScrapeTimeout     time.Duration
+	ModelRepository      string
+	PollInterval         time.Duration
+	EmbeddedModel        bool
+	ONNXRuntimeLibrary   string
 }
 
 // Default returns the configuration used where nothing else is said.
@@ -57,6 +61,8 @@ func Default() Config {
 		LogFormat:        "text",
 		GPUMetrics:       "auto",
 		GPUScrapeTimeout: 2 * time.Second,
+		PollInterval:     5 * time.Second,
+		EmbeddedModel:    true,
 	}
 }
 
@@ -87,6 +93,12 @@ func (c Config) Validate() error {
 	}
 	if c.GPUMetrics != "auto" && c.GPUMetrics != "on" && c.GPUMetrics != "off" {
 		return fmt.Errorf("gpu-metrics %q is not one of auto, on, off", c.GPUMetrics)
+	}
+	if c.PollInterval < 0 {
+		return errors.New("repository-poll-interval must not be negative")
+	}
+	if !c.EmbeddedModel && c.ModelRepository == "" {
+		return errors.New("with --embedded-model=false, --model-repository must name a directory of models")
 	}
 	if c.GPUScrapeTimeout <= 0 {
 		return errors.New("gpu-scrape-timeout must be positive")
@@ -123,6 +135,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&c.MetricsListenAddress, "metrics-listen-address", c.MetricsListenAddress, "serve /metrics on this address instead, apart from the API")
 	fs.StringVar(&c.WebConfigFile, "web.config.file", c.WebConfigFile, "exporter-toolkit web configuration (TLS, basic auth) for the listener that serves /metrics")
 	fs.StringVar(&c.DefaultModel, "default-model", c.DefaultModel, "model a request gets when it names none")
+	fs.StringVar(&c.ModelRepository, "model-repository", c.ModelRepository, "directory of models: DIR/<model>/<version>/model.onnx or model.json, with an optional DIR/<model>/config.yaml")
+	fs.DurationVar(&c.PollInterval, "repository-poll-interval", c.PollInterval, "how often the model repository is checked for new, changed and removed versions; 0 checks only at start and on request")
+	fs.BoolVar(&c.EmbeddedModel, "embedded-model", c.EmbeddedModel, "serve the embedded fraud_model too (a repository model of the same name replaces it)")
+	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")

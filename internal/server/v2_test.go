@@ -417,4 +417,3 @@ func FuzzDecodeV2(f *testing.F) {
 		}
 	})
 }
-
