@@ -259,14 +259,21 @@ type modelState struct {
 	Version string `json:"version"`
 	Type    string `json:"type"`
 	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // readiness answers 200 when the server takes traffic: every model meant to
 // be loaded is loaded and it is not shutting down.
 func (s *Server) readiness(http.ResponseWriter, *http.Request) (any, *apiError) {
-	var models []modelState
-	for _, m := range s.models.Models() {
-		models = append(models, modelState{Name: m.Name, Version: m.Version, Type: m.Type, State: "READY"})
+	models := []modelState{}
+	if s.opts.Repository != nil {
+		for _, st := range s.opts.Repository.Index() {
+			models = append(models, modelState{Name: st.Name, Version: st.Version, Type: st.Type, State: string(st.State), Reason: st.Reason})
+		}
+	} else {
+		for _, m := range s.models.Models() {
+			models = append(models, modelState{Name: m.Name, Version: m.Version, Type: m.Type, State: "READY"})
+		}
 	}
 	ready := s.isReady()
 	body := map[string]any{"ready": ready, "models": models}
