@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -344,5 +345,63 @@ func TestReloadUnderLoad(t *testing.T) {
 	resp.Body.Close()
 	if len(index) != 1 || index[0].Version != "2" || index[0].State != "READY" || !strings.HasPrefix(index[0].Reason, "reload failed, the previous file still serves") {
 		t.Errorf("index %+v", index)
+	}
+}
+
+// TestV2EndpointsOverTCP calls every Open Inference Protocol endpoint, and
+// its error paths, on the real binary.
+func TestV2EndpointsOverTCP(t *testing.T) {
+	lib := onnxLibrary(t)
+	dir := t.TempDir()
+	copyFile(t, "../../internal/model/onnx/testdata/two_inputs.onnx", filepath.Join(dir, "two/1/model.onnx"))
+	copyFile(t, "../../internal/model/xgboost/testdata/regression.json", filepath.Join(dir, "reg/7/model.json"))
+	p := start(t, 1, "--model-repository", dir, "--onnxruntime-library", lib)
+	fraudInput := `{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [950.0, 2, 8, 120.5, 11, 12]}]}`
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		says               string
+	}{
+		{"GET", "/v2", "", 200, `"extensions":["model_repository"]`},
+		{"GET", "/v2/health/live", "", 200, `{"live":true}`},
+		{"GET", "/v2/health/ready", "", 200, `{"ready":true}`},
+		{"GET", "/v2/models/two", "", 200, `"inputs":[{"name":"numeric","datatype":"FP32","shape":[-1,3]},{"name":"category","datatype":"INT64","shape":[-1]}]`},
+		{"GET", "/v2/models/reg/versions/7", "", 200, `"outputs":[{"name":"prediction","datatype":"FP32","shape":[-1,1]}]`},
+		{"GET", "/v2/models/two/ready", "", 200, `"ready":true`},
+		{"GET", "/v2/models/reg/versions/7/ready", "", 200, `"ready":true`},
+		{"POST", "/v2/models/fraud_model/infer", fraudInput, 200, `"data":["fraud"]`},
+		{"POST", "/v2/models/fraud_model/versions/v1/infer", fraudInput, 200, `"name":"probabilities"`},
+		{"POST", "/v2/models/two/infer", `{"id": "q1", "inputs": [{"name": "numeric", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}, {"name": "category", "shape": [1], "datatype": "INT64", "data": [4]}]}`, 200, `"id":"q1"`},
+		{"POST", "/v2/repository/index", "", 200, `{"name":"two","version":"1","state":"READY","type":"onnx","source":"repository"}`},
+		{"POST", "/v2/repository/models/reg/unload", "", 200, `{}`},
+		{"GET", "/v2/models/reg", "", 404, `"error_type":"model_not_found"`},
+		{"POST", "/v2/repository/models/reg/load", "", 200, `{}`},
+		{"GET", "/v2/models/reg", "", 200, `"versions":["7"]`},
+		// Error paths.
+		{"POST", "/v2/models/fraud_model/infer", `{"inputs": [`, 400, `"error_type":"invalid_json"`},
+		{"POST", "/v2/models/nope/infer", fraudInput, 404, `"error_type":"model_not_found"`},
+		{"POST", "/v2/models/fraud_model/versions/v2/infer", fraudInput, 404, `"error_type":"version_not_found"`},
+		{"POST", "/v2/models/fraud_model/infer", `{"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}`, 422, `"error_type":"shape_mismatch"`},
+		{"POST", "/v2/models/two/infer", `{"inputs": [{"name": "numeric", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}, {"name": "category", "shape": [1], "datatype": "INT64", "data": [4]}]}`, 422, `"error_type":"invalid_input"`},
+		{"POST", "/v2/models/fraud_model/infer", `{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}], "outputs": [{"name": "nope"}]}`, 400, `"error_type":"invalid_request"`},
+		{"GET", "/v2/models/fraud_model/infer", "", 405, `"error_type":"method_not_allowed"`},
+		{"POST", "/v2/repository/models/nope/load", "", 404, `"error_type":"model_not_found"`},
+		{"GET", "/v2/models/two/versions/9/ready", "", 404, `"error_type":"version_not_found"`},
+	} {
+		req, _ := http.NewRequest(tc.method, p.url(tc.path), strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(b), tc.says) {
+			t.Errorf("%s %s: %d %s\nwant %d with %s", tc.method, tc.path, resp.StatusCode, b, tc.status, tc.says)
+		}
+	}
+	_, text, _ := get(t, http.DefaultClient, p.url("/metrics"))
+	if strings.Contains(text, `"nope"`) || strings.Contains(text, `model_version="v2"`) {
+		t.Error("/metrics carries a model name or version a client made up")
 	}
 }
