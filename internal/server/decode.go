@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -56,10 +57,22 @@ func decodePredict(body []byte, req *predictRequest) *apiError {
 		}
 		return nil
 	}
+	var de *decodeError
+	if errors.As(err, &de) {
+		return newError(de.typ, "%s", de.msg)
+	}
+	aerr := jsonError(err, body)
+	if strings.HasPrefix(aerr.msg, "invalid JSON") && strings.Contains(aerr.msg, "NaN and Infinity") {
+		aerr.msg += "; send null for a missing value"
+	}
+	return aerr
+}
+
+// jsonError describes a body the JSON decoder rejected.
+func jsonError(err error, body []byte) *apiError {
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError
-		de  *decodeError
 	)
 	switch {
 	case errors.Is(err, io.EOF):
@@ -68,20 +81,17 @@ func decodePredict(body []byte, req *predictRequest) *apiError {
 		return newError(errInvalidJSON, "invalid JSON: the body ends before the JSON does")
 	case errors.As(err, &syn):
 		if nonFiniteLiteral(body, syn.Offset) {
-			return newError(errInvalidJSON, "invalid JSON at byte %d: NaN and Infinity are not JSON numbers; send null for a missing value", syn.Offset)
+			return newError(errInvalidJSON, "invalid JSON at byte %d: NaN and Infinity are not JSON numbers", syn.Offset)
 		}
 		return newError(errInvalidJSON, "invalid JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, &de):
-		return newError(de.typ, "%s", de.msg)
 	case errors.As(err, &typ):
 		if typ.Field == "" {
 			return newError(errInvalidRequest, "the request must be a JSON object, not %s", typ.Value)
 		}
 		return newError(errInvalidRequest, "%q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
-	default:
-		// Unknown fields; the message names the field.
-		return newError(errInvalidRequest, "%s", trimJSONPrefix(err.Error()))
 	}
+	// Unknown fields; the message names the field.
+	return newError(errInvalidRequest, "%s", trimJSONPrefix(err.Error()))
 }
 
 func trimJSONPrefix(s string) string {
@@ -229,19 +239,10 @@ func (p *scanner) number() (float64, bool) {
 	if p.literal("null") {
 		return math.NaN(), true
 	}
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		if c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
-			p.i++
-			continue
-		}
-		break
-	}
-	if p.i == start {
+	tok, ok := p.token()
+	if !ok {
 		return 0, false
 	}
-	tok := p.b[start:p.i]
 	// The bytes are not modified while ParseFloat runs, and it keeps no
 	// reference to them.
 	v, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), 64)

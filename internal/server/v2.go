@@ -153,7 +153,9 @@ func (s *Server) v2Index(w http.ResponseWriter, r *http.Request) (any, *apiError
 	return out, nil
 }
 
-func (s *Server) v2Load(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+// v2Control runs a repository extension call: the body may be empty or
+// carry parameters, which are accepted and ignored.
+func (s *Server) v2Control(w http.ResponseWriter, r *http.Request, call func(name string) *apiError) (any, *apiError) {
 	if s.opts.Repository == nil {
 		return nil, newError(errNotFound, "this server has no model repository")
 	}
@@ -163,31 +165,34 @@ func (s *Server) v2Load(w http.ResponseWriter, r *http.Request) (any, *apiError)
 	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
 		return nil, aerr
 	}
-	switch err := s.opts.Repository.Load(r.Context(), r.PathValue("model")); {
-	case errors.Is(err, repository.ErrNotFound):
-		return nil, newError(errModelNotFound, "no model of that name in the repository")
-	case err != nil:
-		return nil, newError(errLoadFailed, "%v", err)
+	if aerr := call(r.PathValue("model")); aerr != nil {
+		return nil, aerr
 	}
 	return map[string]any{}, nil
 }
 
+func (s *Server) v2Load(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	return s.v2Control(w, r, func(name string) *apiError {
+		switch err := s.opts.Repository.Load(r.Context(), name); {
+		case errors.Is(err, repository.ErrNotFound):
+			return newError(errModelNotFound, "no model of that name in the repository")
+		case err != nil:
+			return newError(errLoadFailed, "%v", err)
+		}
+		return nil
+	})
+}
+
 func (s *Server) v2Unload(w http.ResponseWriter, r *http.Request) (any, *apiError) {
-	if s.opts.Repository == nil {
-		return nil, newError(errNotFound, "this server has no model repository")
-	}
-	var req struct {
-		Parameters map[string]any `json:"parameters"`
-	}
-	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
-		return nil, aerr
-	}
-	if err := s.opts.Repository.Unload(r.PathValue("model")); errors.Is(err, repository.ErrNotFound) {
-		return nil, newError(errModelNotFound, "no model of that name is loaded")
-	} else if err != nil {
-		return nil, newError(errInternal, "%v", err)
-	}
-	return map[string]any{}, nil
+	return s.v2Control(w, r, func(name string) *apiError {
+		switch err := s.opts.Repository.Unload(name); {
+		case errors.Is(err, repository.ErrNotFound):
+			return newError(errModelNotFound, "no model of that name is loaded")
+		case err != nil:
+			return newError(errInternal, "%v", err)
+		}
+		return nil
+	})
 }
 
 // decodeOptional reads a small JSON body that may be empty.
@@ -286,28 +291,6 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError
 	v.series.InputSize.Observe(float64(len(body)))
 	v.series.OutputSize.Observe(float64(len(resp) + 1))
 	return json.RawMessage(resp), nil
-}
-
-// jsonError describes a body the JSON decoder rejected.
-func jsonError(err error, body []byte) *apiError {
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.Is(err, io.EOF):
-		return newError(errInvalidJSON, "invalid JSON: the body is empty")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return newError(errInvalidJSON, "invalid JSON: the body ends before the JSON does")
-	case errors.As(err, &syn):
-		if nonFiniteLiteral(body, syn.Offset) {
-			return newError(errInvalidJSON, "invalid JSON at byte %d: NaN and Infinity are not JSON numbers", syn.Offset)
-		}
-		return newError(errInvalidJSON, "invalid JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, &typ):
-		return newError(errInvalidRequest, "%q must be a %s, not %s", typ.Field, typ.Type, typ.Value)
-	}
-	return newError(errInvalidRequest, "%s", trimJSONPrefix(err.Error()))
 }
 
 // v2Run validates the request's tensors against the model and runs it.
