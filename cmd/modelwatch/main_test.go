@@ -462,6 +462,10 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and a message", args, code, errOut)
 		}
 	}
+	// loadgen against a closed port exits non-zero with a clear message.
+	if code, _, errOut := run("loadgen", "--url", "http://127.0.0.1:1", "--requests", "1"); code != 1 || !strings.Contains(errOut, "server unreachable") {
+		t.Errorf("loadgen to nowhere: exit %d, %q", code, errOut)
+	}
 	if _, err := os.Stat("/dev/nvidiactl"); err != nil {
 		// No NVIDIA driver here: --gpu-metrics on must refuse to start.
 		if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--gpu-metrics", "on"); code != 1 || !strings.Contains(errOut, "gpu-metrics on: ") {
@@ -470,5 +474,40 @@ func TestCommandLine(t *testing.T) {
 	}
 	if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--default-model", "other"); code != 2 || !strings.Contains(errOut, `default-model "other" is not loaded`) {
 		t.Errorf("unknown default model: %d %q", code, errOut)
+	}
+}
+
+// TestLoadgenCommand runs modelwatch loadgen against modelwatch serve, both
+// real binaries, and checks the server counted what loadgen sent.
+func TestLoadgenCommand(t *testing.T) {
+	p := start(t, 1)
+	cmd := exec.Command(binary, "loadgen", "--url", "http://"+p.addrs["api"], "--requests", "120", "--bad-share", "0.25",
+		"--batch", "2", "--drift", "amount=*4", "--json")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("loadgen: %v", err)
+	}
+	var res struct {
+		Sent     int            `json:"sent"`
+		OK       int            `json:"ok"`
+		ByStatus map[string]int `json:"by_status"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	_, text, _ := get(t, http.DefaultClient, p.url("/metrics"))
+	s := scrape(t, text)
+	served := s[`http_requests_total{endpoint="/predict",method="POST",status="200"}`]
+	if res.Sent != 120 || float64(res.OK) != served || s[`model_predictions_total{model_name="fraud_model",model_version="v1"}`] != float64(2*res.OK) {
+		t.Errorf("loadgen %+v; server: %v successes", res, served)
+	}
+	failed := 0.0
+	for k, v := range s {
+		if strings.HasPrefix(k, `http_requests_total{endpoint="/predict",method="POST",status="4`) {
+			failed += v
+		}
+	}
+	if int(failed) != res.Sent-res.OK {
+		t.Errorf("server counted %v failures, loadgen %d", failed, res.Sent-res.OK)
 	}
 }

@@ -46,6 +46,7 @@ const usage = `modelwatch serves machine-learning models over HTTP with Promethe
 
 Usage:
   modelwatch serve [flags]     run the inference server (modelwatch serve --help lists the flags)
+  modelwatch loadgen [flags]   send traffic to a server and report rate and latency
   modelwatch version [--json]  print the build information
 `
 
@@ -60,6 +61,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.serve(ctx, args[1:])
 	case "version":
 		return m.version(args[1:])
+	case "loadgen":
+		return m.loadgen(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

@@ -1,0 +1,549 @@
+// Package loadgen drives realistic traffic at a modelwatch server (or any
+// server of the same API): a rate or a number of concurrent clients, for a
+// duration or a number of requests, over a mix of models and versions, with a
+// share of deliberately bad requests and optional drift of chosen features.
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Target is one model (and optionally version) in the traffic mix.
+type Target struct {
+	Model, Version string
+	Weight         float64
+}
+
+// Shift changes one feature's values: x*Mul + Add.
+type Shift struct {
+	Mul, Add float64
+}
+
+// Config says what traffic to send. Zero values take the defaults noted.
+type Config struct {
+	// URL is the server's base URL, such as http://127.0.0.1:8000.
+	URL string
+	// Rate is the target rate in requests per second across all clients; 0
+	// sends as fast as Concurrency allows.
+	Rate float64
+	// Concurrency is the number of clients (default 4).
+	Concurrency int
+	// Duration bounds the run (default 10s); Requests bounds it by count
+	// (0: no bound but Duration). The run stops at whichever comes first.
+	Duration time.Duration
+	Requests int
+	// Targets is the mix of models (default: the server's default model).
+	Targets []Target
+	// BadShare is the share of requests that are deliberately bad, in turn:
+	// an unknown model, a wrong number of features, malformed JSON, a NaN.
+	BadShare float64
+	// Drift shifts named features (or "f3" by index).
+	Drift map[string]Shift
+	// Batch is the number of rows per request (default 1).
+	Batch int
+	// API is "predict" (default) or "v2".
+	API string
+	// Seed makes the traffic repeatable.
+	Seed uint64
+	// Timeout bounds one request (default 10s).
+	Timeout time.Duration
+}
+
+// Result is what a run did.
+type Result struct {
+	Sent      int            `json:"sent"`
+	OK        int            `json:"ok"`
+	Rows      int            `json:"rows_ok"`
+	Bad       int            `json:"bad_sent"`
+	ByStatus  map[string]int `json:"by_status"`
+	Transport int            `json:"transport_errors"`
+	Seconds   float64        `json:"seconds"`
+	Rate      float64        `json:"rate"`
+	P50       float64        `json:"p50_ms"`
+	P95       float64        `json:"p95_ms"`
+	P99       float64        `json:"p99_ms"`
+	// PerTarget counts successful requests per model/version as requested.
+	PerTarget map[string]int `json:"per_target"`
+}
+
+// ErrUnreachable means the server did not answer GET /health.
+var ErrUnreachable = errors.New("server unreachable")
+
+// maxSamples bounds the latencies kept for percentiles; past it, a
+// reservoir sample keeps memory flat however long the run.
+const maxSamples = 200_000
+
+type modelInfo struct {
+	features []string
+	gen      func(r *rand.Rand, feature string, i int) float64
+}
+
+// Run sends the traffic and returns what happened. It returns
+// ErrUnreachable when the server does not answer before the run.
+func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 1
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.API == "" {
+		cfg.API = "predict"
+	}
+	if cfg.API != "predict" && cfg.API != "v2" {
+		return Result{}, fmt.Errorf("api %q is neither predict nor v2", cfg.API)
+	}
+	if client == nil {
+		client = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}}
+	}
+	base := strings.TrimSuffix(cfg.URL, "/")
+	if err := ping(ctx, client, base); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	if len(cfg.Targets) == 0 {
+		cfg.Targets = []Target{{Weight: 1}}
+	}
+	infos := make([]modelInfo, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		info, err := describe(ctx, client, base, t)
+		if err != nil {
+			return Result{}, err
+		}
+		infos[i] = info
+	}
+	totalWeight := 0.0
+	for _, t := range cfg.Targets {
+		totalWeight += max(t.Weight, 0)
+	}
+	if totalWeight == 0 {
+		return Result{}, errors.New("the targets' weights add up to 0")
+	}
+
+	// The duration ends the issuing of requests; requests already sent are
+	// answered, so that Sent counts every request the server saw.
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	permits := make(chan struct{})
+	go issuePermits(runCtx, cfg, permits)
+
+	var (
+		mu      sync.Mutex
+		res     = Result{ByStatus: map[string]int{}, PerTarget: map[string]int{}}
+		samples []float64
+		seen    int
+	)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < cfg.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(cfg.Seed, uint64(w)+1))
+			for range permits {
+				i := pick(r, cfg.Targets, totalWeight)
+				t := cfg.Targets[i]
+				bad := cfg.BadShare > 0 && r.Float64() < cfg.BadShare
+				path, body := request(r, cfg, t, infos[i], bad)
+				t0 := time.Now()
+				status, rows, err := send(ctx, client, base+path, body)
+				elapsed := time.Since(t0).Seconds() * 1000
+				mu.Lock()
+				res.Sent++
+				if bad {
+					res.Bad++
+				}
+				switch {
+				case err != nil:
+					res.Transport++
+				default:
+					res.ByStatus[strconv.Itoa(status)]++
+					if status == http.StatusOK {
+						res.OK++
+						res.Rows += rows
+						res.PerTarget[targetKey(t)]++
+					}
+					seen++
+					if len(samples) < maxSamples {
+						samples = append(samples, elapsed)
+					} else if j := r.IntN(seen); j < maxSamples {
+						samples[j] = elapsed
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.Rate = float64(res.Sent) / res.Seconds
+	}
+	sort.Float64s(samples)
+	res.P50, res.P95, res.P99 = percentile(samples, 0.50), percentile(samples, 0.95), percentile(samples, 0.99)
+	if res.Sent > 0 && res.Transport == res.Sent {
+		return res, fmt.Errorf("%w: every request failed", ErrUnreachable)
+	}
+	return res, nil
+}
+
+func targetKey(t Target) string {
+	if t.Version != "" {
+		return t.Model + ":" + t.Version
+	}
+	return t.Model
+}
+
+// issuePermits hands out one permit per request: at cfg.Rate, or as fast as
+// they are taken; it stops at cfg.Requests or when ctx ends.
+func issuePermits(ctx context.Context, cfg Config, permits chan<- struct{}) {
+	defer close(permits)
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	next := time.Now()
+	for n := 0; cfg.Requests <= 0 || n < cfg.Requests; n++ {
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+			next = next.Add(interval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case permits <- struct{}{}:
+		}
+	}
+}
+
+func pick(r *rand.Rand, ts []Target, total float64) int {
+	x := r.Float64() * total
+	for i, t := range ts {
+		x -= max(t.Weight, 0)
+		if x < 0 {
+			return i
+		}
+	}
+	return len(ts) - 1
+}
+
+func percentile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return math.Round(sorted[max(i, 0)]*1000) / 1000
+}
+
+func ping(ctx context.Context, client *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /health: %s", resp.Status)
+	}
+	return nil
+}
+
+// describe asks the server for a model's features through the Open
+// Inference Protocol's metadata endpoint.
+func describe(ctx context.Context, client *http.Client, base string, t Target) (modelInfo, error) {
+	name := t.Model
+	if name == "" {
+		var info struct {
+			DefaultModel string `json:"default_model"`
+		}
+		if err := getJSON(ctx, client, base+"/", &info); err != nil || info.DefaultModel == "" {
+			return modelInfo{}, fmt.Errorf("find the default model: %v", err)
+		}
+		name = info.DefaultModel
+	}
+	path := "/v2/models/" + name
+	if t.Version != "" {
+		path += "/versions/" + t.Version
+	}
+	var meta struct {
+		Inputs []struct {
+			Shape []int64 `json:"shape"`
+		} `json:"inputs"`
+		Parameters struct {
+			Features []string `json:"features"`
+		} `json:"parameters"`
+	}
+	if err := getJSON(ctx, client, base+path, &meta); err != nil {
+		return modelInfo{}, fmt.Errorf("model %s: %v", targetKey(Target{Model: name, Version: t.Version}), err)
+	}
+	features := meta.Parameters.Features
+	if len(features) == 0 {
+		if len(meta.Inputs) != 1 || len(meta.Inputs[0].Shape) != 2 || meta.Inputs[0].Shape[1] < 1 {
+			return modelInfo{}, fmt.Errorf("model %s takes no rows of features; loadgen sends rows", name)
+		}
+		for i := range meta.Inputs[0].Shape[1] {
+			features = append(features, "f"+strconv.FormatInt(i, 10))
+		}
+	}
+	gen := normal
+	if slices.Equal(features, fraudFeatures) {
+		gen = fraudValue
+	}
+	return modelInfo{features: features, gen: gen}, nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s %s", url, resp.Status, bytes.TrimSpace(b))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// request builds one request's path and body.
+func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (string, []byte) {
+	rows := make([][]float64, cfg.Batch)
+	for i := range rows {
+		row := make([]float64, len(info.features))
+		for j, f := range info.features {
+			v := info.gen(r, f, j)
+			if s, ok := cfg.Drift[f]; ok {
+				v = v*nonZero(s.Mul) + s.Add
+			}
+			row[j] = v
+		}
+		rows[i] = row
+	}
+	model, version := t.Model, t.Version
+	kind := -1
+	if bad {
+		kind = r.IntN(4)
+		switch kind {
+		case 0:
+			model = "loadgen_no_such_model"
+		case 1:
+			for i := range rows {
+				rows[i] = rows[i][:len(rows[i])-1]
+			}
+		}
+	}
+	var path string
+	var body []byte
+	if cfg.API == "v2" {
+		path = "/v2/models/" + model
+		if model == "" {
+			path = "/v2/models/fraud_model"
+		}
+		if version != "" {
+			path += "/versions/" + version
+		}
+		path += "/infer"
+		flat := make([]float64, 0, len(rows)*len(info.features))
+		for _, row := range rows {
+			flat = append(flat, row...)
+		}
+		body, _ = json.Marshal(map[string]any{"inputs": []map[string]any{{
+			"name": "input", "datatype": "FP64", "shape": []int{len(rows), len(rows[0])}, "data": flat,
+		}}})
+	} else {
+		path = "/predict"
+		req := map[string]any{"inputs": rows}
+		if model != "" {
+			req["model_name"] = model
+		}
+		if version != "" {
+			req["model_version"] = version
+		}
+		body, _ = json.Marshal(req)
+	}
+	switch kind {
+	case 2:
+		body = body[:len(body)/2]
+	case 3:
+		body = bytes.Replace(body, []byte("["), []byte("[NaN,"), 2)
+	}
+	return path, body
+}
+
+func nonZero(x float64) float64 {
+	if x == 0 {
+		return 1
+	}
+	return x
+}
+
+// send posts one request and returns its status and, for a success, the
+// number of predictions in the answer.
+func send(ctx context.Context, client *http.Client, url string, body []byte) (int, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	rows := 0
+	if resp.StatusCode == http.StatusOK {
+		var answer struct {
+			Predictions []json.RawMessage `json:"predictions"`
+			Outputs     []struct {
+				Shape []int `json:"shape"`
+			} `json:"outputs"`
+		}
+		if json.Unmarshal(data, &answer) == nil {
+			rows = len(answer.Predictions)
+			if len(answer.Outputs) > 0 && len(answer.Outputs[0].Shape) > 0 {
+				rows = answer.Outputs[0].Shape[0]
+			}
+		}
+	}
+	return resp.StatusCode, rows, nil
+}
+
+func normal(r *rand.Rand, _ string, _ int) float64 { return math.Round(r.NormFloat64()*1e4) / 1e4 }
+
+// fraudFeatures are the embedded fraud_model's features; rows for it follow
+// the distributions of its training data (models/train_fraud_model.py).
+var fraudFeatures = []string{"amount", "hour_of_day", "merchant_category", "distance_from_home_km", "transactions_last_24h", "card_age_days"}
+
+var hourWeights = []float64{1, 0.6, 0.4, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 4, 4.5, 5, 4.5, 4, 4, 4.2, 4.8, 5, 4.5, 3.5, 2.5, 2, 1.5}
+
+func fraudValue(r *rand.Rand, feature string, _ int) float64 {
+	switch feature {
+	case "amount":
+		return math.Round(math.Exp(3.6+1.1*r.NormFloat64())*100) / 100
+	case "hour_of_day":
+		total := 0.0
+		for _, w := range hourWeights {
+			total += w
+		}
+		x := r.Float64() * total
+		for h, w := range hourWeights {
+			if x -= w; x < 0 {
+				return float64(h)
+			}
+		}
+		return 23
+	case "merchant_category":
+		return float64(r.IntN(10))
+	case "distance_from_home_km":
+		return math.Round(r.ExpFloat64()*12*10) / 10
+	case "transactions_last_24h":
+		return float64(poisson(r, 3))
+	case "card_age_days":
+		return float64(1 + r.IntN(3649))
+	}
+	return r.NormFloat64()
+}
+
+func poisson(r *rand.Rand, lambda float64) int {
+	l, k, p := math.Exp(-lambda), 0, 1.0
+	for {
+		p *= r.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
+
+// ParseTargets reads a mix such as "fraud_model:v1=3,churn=1" (weights
+// default to 1).
+func ParseTargets(s string) ([]Target, error) {
+	var out []Target
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		t := Target{Weight: 1}
+		if name, w, ok := strings.Cut(part, "="); ok {
+			weight, err := strconv.ParseFloat(w, 64)
+			if err != nil || weight < 0 {
+				return nil, fmt.Errorf("target %q: weight %q is not a non-negative number", part, w)
+			}
+			t.Weight, part = weight, name
+		}
+		t.Model, t.Version, _ = strings.Cut(part, ":")
+		if t.Model == "" {
+			return nil, fmt.Errorf("target %q names no model", part)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// ParseDrift reads shifts such as "amount=*3,distance_from_home_km=+50".
+func ParseDrift(s string) (map[string]Shift, error) {
+	out := map[string]Shift{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, expr, ok := strings.Cut(part, "=")
+		if !ok || name == "" || len(expr) < 2 {
+			return nil, fmt.Errorf("drift %q: want feature=*factor or feature=+offset", part)
+		}
+		v, err := strconv.ParseFloat(expr[1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("drift %q: %q is not a number", part, expr[1:])
+		}
+		switch expr[0] {
+		case '*':
+			out[name] = Shift{Mul: v}
+		case '+':
+			out[name] = Shift{Mul: 1, Add: v}
+		case '-':
+			out[name] = Shift{Mul: 1, Add: -v}
+		default:
+			return nil, fmt.Errorf("drift %q: want feature=*factor or feature=+offset", part)
+		}
+	}
+	return out, nil
+}
