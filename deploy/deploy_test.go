@@ -1,9 +1,9 @@
 //go:build cgo
 
 // Package deploy_test proves the files under deploy/ against the real
-// components: promtool checks and unit-tests the rules, and every dashboard
-// query runs against a live Prometheus that scrapes modelwatch's metrics and
-// evaluates the rules.
+// components: promtool checks and unit-tests the rules, amtool checks
+// Alertmanager's configuration, and the stack test runs modelwatch,
+// Prometheus, Alertmanager, Pushgateway and node-exporter together.
 package deploy_test
 
 import (
@@ -12,23 +12,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/modelwatch/modelwatch/internal/gpu"
-	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
 )
 
 // tool finds a command-line tool; under CI=true a missing one fails the test.
@@ -134,67 +128,81 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// proc is a component the test runs: a Debian package's binary or modelwatch.
+type proc struct {
+	cmd *exec.Cmd
+	log *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startProc runs bin with args until the test ends.
+func startProc(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), log: &syncBuffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.stop() })
+	return p
+}
+
+func (p *proc) stop() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(t *testing.T, url string, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer within 30s:\n%s", url, p.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // prometheusServer is a running Prometheus from Debian's package.
 type prometheusServer struct {
 	url string
-	cmd *exec.Cmd
-	log *bytes.Buffer
+	*proc
 }
 
 func freePort(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// startPrometheus runs Prometheus scraping target every second and
-// evaluating the project's rules every second.
-func startPrometheus(t *testing.T, target string) *prometheusServer {
-	t.Helper()
-	bin := tool(t, "prometheus", "prometheus")
-	dir := t.TempDir()
-	var rules []string
-	for _, f := range ruleFiles(t) {
-		abs, _ := filepath.Abs(f)
-		rules = append(rules, fmt.Sprintf("  - %q", abs))
-	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files:
-%s
-scrape_configs:
-  - job_name: modelwatch
-    static_configs:
-      - targets: [%q]
-`, strings.Join(rules, "\n"), target)
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	addr := freePort(t)
-	p := &prometheusServer{url: "http://" + addr, log: &bytes.Buffer{}}
-	p.cmd = exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus not ready after 30s:\n%s", p.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 type queryResult struct {
@@ -255,7 +263,7 @@ func dashboardQueries(t *testing.T, file string) []dashboardQuery {
 		t.Errorf("%s has no uid", file)
 	}
 	subst := strings.NewReplacer("$__rate_interval", "15s", "$__interval", "5s", "$__range", "1m",
-		"$instance", ".*", "$gpu", ".*", "$model", ".*", "$version", ".*", "$job", ".*")
+		"$instance", ".*", "$gpu", ".*", "$node", ".*", "$model", ".*", "$version", ".*", "$job", ".*")
 	var out []dashboardQuery
 	var walk func([]panel)
 	walk = func(ps []panel) {
@@ -297,83 +305,4 @@ type panel struct {
 		Expr  string `json:"expr"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"`
-}
-
-// TestDashboardsAgainstPrometheus serves the metrics of fake GPUs, lets a
-// real Prometheus scrape them and evaluate the rules, then runs every
-// dashboard query: each must parse, evaluate, and return data.
-func TestDashboardsAgainstPrometheus(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	c, err := gpu.NewCollector(gputest.NewServer(2, uint32(os.Getpid())), os.Getpid(), time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg.MustRegister(c)
-	target := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer target.Close()
-	prom := startPrometheus(t, strings.TrimPrefix(target.URL, "http://"))
-
-	files, _ := filepath.Glob("grafana/dashboards/*.json")
-	if len(files) == 0 {
-		t.Fatal("no dashboards")
-	}
-	var queries []dashboardQuery
-	for _, f := range files {
-		queries = append(queries, dashboardQueries(t, f)...)
-	}
-	// Wait until every query has data: rates need two scrapes, recording
-	// rules an evaluation after them.
-	deadline := time.Now().Add(60 * time.Second)
-	pending := queries
-	for len(pending) > 0 && time.Now().Before(deadline) {
-		var still []dashboardQuery
-		for _, q := range pending {
-			n, err := prom.query(q.expr)
-			if err != nil {
-				t.Errorf("%s: %q: %v", q.where, q.expr, err)
-				continue
-			}
-			if n == 0 {
-				still = append(still, q)
-			}
-		}
-		pending = still
-		if len(pending) > 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-	}
-	for _, q := range pending {
-		t.Errorf("%s: %q returned no data", q.where, q.expr)
-	}
-	t.Logf("%d dashboard queries ran against Prometheus", len(queries))
-
-	// Every rule evaluated without error on that data.
-	resp, err := http.Get(prom.url + "/api/v1/rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var rules struct {
-		Data struct {
-			Groups []struct {
-				Rules []struct {
-					Name, Health, LastError string
-				} `json:"rules"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	json.NewDecoder(resp.Body).Decode(&rules)
-	var names []string
-	for _, g := range rules.Data.Groups {
-		for _, r := range g.Rules {
-			names = append(names, r.Name)
-			if r.Health != "ok" {
-				t.Errorf("rule %s: health %q %s", r.Name, r.Health, r.LastError)
-			}
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		t.Error("Prometheus loaded no rules")
-	}
 }

@@ -1,0 +1,414 @@
+//go:build cgo
+
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modelwatch/modelwatch/internal/gpu"
+	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
+	"github.com/modelwatch/modelwatch/internal/loadgen"
+)
+
+var modelwatchBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modelwatch-deploy")
+	if err != nil {
+		panic(err)
+	}
+	modelwatchBin = filepath.Join(dir, "modelwatch")
+	build := exec.Command("go", "build", "-o", modelwatchBin, "../cmd/modelwatch")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build modelwatch:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestAlertmanagerConfig checks the configuration with amtool and that each
+// severity reaches its receiver.
+func TestAlertmanagerConfig(t *testing.T) {
+	amtool := tool(t, "amtool", "prometheus-alertmanager")
+	run(t, ".", amtool, "check-config", "alertmanager/alertmanager.yml")
+	for labels, want := range map[string]string{
+		"severity=critical": "pager",
+		"severity=warning":  "team",
+		"severity=info":     "team",
+	} {
+		out := strings.Split(strings.TrimSpace(run(t, ".", amtool, "config", "routes", "test", "--config.file=alertmanager/alertmanager.yml", "alertname=X", labels)), "\n")
+		if got := out[len(out)-1]; got != want { // amtool may print a warning first
+			t.Errorf("%s goes to %q, want %s", labels, got, want)
+		}
+	}
+}
+
+// onnxLibrary finds libonnxruntime.so, which the fault injection's model needs.
+func onnxLibrary(t *testing.T) string {
+	if p := os.Getenv("MODELWATCH_ONNXRUNTIME_LIBRARY"); p != "" {
+		return p
+	}
+	if m, _ := filepath.Glob("../.cache/onnxruntime/*/libonnxruntime.so.1"); len(m) > 0 {
+		p, _ := filepath.Abs(m[len(m)-1])
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
+	}
+	t.Skip("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
+	return ""
+}
+
+// webhook collects what Alertmanager sends.
+type webhook struct {
+	mu     sync.Mutex
+	alerts []string // receiver path + " " + alertname + " " + status
+}
+
+func (w *webhook) ServeHTTP(_ http.ResponseWriter, r *http.Request) {
+	var msg struct {
+		Alerts []struct {
+			Status string            `json:"status"`
+			Labels map[string]string `json:"labels"`
+		} `json:"alerts"`
+	}
+	json.NewDecoder(r.Body).Decode(&msg)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range msg.Alerts {
+		w.alerts = append(w.alerts, r.URL.Path+" "+a.Labels["alertname"]+" "+a.Status)
+	}
+}
+
+func (w *webhook) received(entry string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.alerts {
+		if a == entry {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor polls ok for up to timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, state := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", u, err, b)
+	}
+}
+
+// scalar runs an instant query and returns the value of its single series.
+func (p *prometheusServer) scalar(t *testing.T, expr string) (float64, bool) {
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	getJSON(t, p.url+"/api/v1/query?query="+url.QueryEscape(expr), &r)
+	if len(r.Data.Result) != 1 {
+		return 0, false
+	}
+	var v float64
+	fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
+	return v, true
+}
+
+var forDuration = regexp.MustCompile(`(?m)^(\s+for:) \S+$`)
+
+// TestStack runs the shipped configuration against the real components:
+// modelwatch (and a second target with fake GPUs), Prometheus, Alertmanager,
+// Pushgateway and node-exporter, on loopback ports, with only addresses and
+// intervals rewritten.
+func TestStack(t *testing.T) {
+	lib := onnxLibrary(t)
+	nodeExporter := tool(t, "prometheus-node-exporter", "prometheus-node-exporter")
+	pushgateway := tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
+	alertmanager := tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	dir := t.TempDir()
+
+	// modelwatch, with a model whose inference fails on out-of-range input,
+	// for the fault injection.
+	repo := filepath.Join(dir, "models")
+	os.MkdirAll(filepath.Join(repo, "faulty/1"), 0o755)
+	data, _ := os.ReadFile("../internal/model/onnx/testdata/two_inputs.onnx")
+	os.WriteFile(filepath.Join(repo, "faulty/1/model.onnx"), data, 0o644)
+	mwAddr := freePort(t)
+	mw := startProc(t, modelwatchBin, "serve", "--listen-address", mwAddr, "--model-repository", repo, "--onnxruntime-library", lib)
+	waitHTTP(t, "http://"+mwAddr+"/ready", mw)
+
+	// A second modelwatch target whose GPU metrics come from go-nvml's mock,
+	// so the GPU panels and rules have data on a machine without a GPU.
+	gpuReg := prometheus.NewRegistry()
+	c, err := gpu.NewCollector(gputest.NewServer(2, 4242), 4242, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gpuReg.MustRegister(c)
+	gpuTarget := httptest.NewServer(promhttp.HandlerFor(gpuReg, promhttp.HandlerOpts{}))
+	defer gpuTarget.Close()
+
+	nodeAddr, pushAddr, amAddr, promAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	node := startProc(t, nodeExporter, "--web.listen-address="+nodeAddr)
+	push := startProc(t, pushgateway, "--web.listen-address="+pushAddr)
+	hook := &webhook{}
+	hookServer := httptest.NewServer(hook)
+	defer hookServer.Close()
+
+	// Alertmanager: the shipped file, with the webhook's address and short
+	// grouping intervals.
+	amCfg, err := os.ReadFile("alertmanager/alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	amText := strings.ReplaceAll(string(amCfg), "http://webhook:8080", hookServer.URL)
+	amText = regexp.MustCompile(`(group_wait|group_interval): \S+`).ReplaceAllString(amText, "$1: 1s")
+	os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(amText), 0o644)
+	am := startProc(t, alertmanager, "--config.file="+filepath.Join(dir, "alertmanager.yml"), "--storage.path="+filepath.Join(dir, "am"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=")
+	waitHTTP(t, "http://"+nodeAddr+"/metrics", node)
+	waitHTTP(t, "http://"+pushAddr+"/-/ready", push)
+	waitHTTP(t, "http://"+amAddr+"/-/ready", am)
+
+	// Rules: the shipped files, with every `for:` shortened to 2s.
+	rulesDir := filepath.Join(dir, "rules")
+	os.MkdirAll(rulesDir, 0o755)
+	for _, f := range ruleFiles(t) {
+		b, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
+	}
+	promCfg, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(
+		`"modelwatch:8000"`, fmt.Sprintf("%q, %q", mwAddr, strings.TrimPrefix(gpuTarget.URL, "http://")),
+		`"localhost:9090"`, `"`+promAddr+`"`,
+		`"node-exporter:9100"`, `"`+nodeAddr+`"`,
+		`"pushgateway:9091"`, `"`+pushAddr+`"`,
+		`"alertmanager:9093"`, `"`+amAddr+`"`,
+		"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
+		"/etc/prometheus/targets/*.json", filepath.Join(dir, "targets")+"/*.json",
+		"scrape_interval: 15s", "scrape_interval: 1s",
+		"evaluation_interval: 15s", "evaluation_interval: 1s",
+	).Replace(string(promCfg))
+	prom := startPrometheusAt(t, promAddr, cfg, "exemplar-storage")
+
+	// Every target is up.
+	waitFor(t, "every target up", 30*time.Second, func() (bool, string) {
+		var r struct {
+			Data struct {
+				ActiveTargets []struct {
+					Labels    map[string]string `json:"labels"`
+					Health    string            `json:"health"`
+					LastError string            `json:"lastError"`
+				} `json:"activeTargets"`
+			} `json:"data"`
+		}
+		getJSON(t, prom.url+"/api/v1/targets", &r)
+		var state []string
+		up := 0
+		for _, tg := range r.Data.ActiveTargets {
+			state = append(state, tg.Labels["job"]+"="+tg.Health+" "+tg.LastError)
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		return up == 6 && len(r.Data.ActiveTargets) == 6, strings.Join(state, "; ")
+	})
+
+	// Traffic.
+	res, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: "http://" + mwAddr, Requests: 600, Concurrency: 4, BadShare: 0.1, Batch: 2, Seed: 3,
+		Targets: []loadgen.Target{{Model: "fraud_model", Weight: 1}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("loadgen: %+v", res)
+
+	// Prometheus counts what loadgen sent.
+	waitFor(t, "Prometheus to count every request", 20*time.Second, func() (bool, string) {
+		sent, _ := prom.scalar(t, `sum(http_requests_total{job="modelwatch",endpoint="/predict"})`)
+		ok, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
+		rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
+		return sent == float64(res.Sent) && ok == float64(res.OK) && rows == float64(res.Rows),
+			fmt.Sprintf("Prometheus: %v requests, %v successes, %v rows; loadgen: %d, %d, %d", sent, ok, rows, res.Sent, res.OK, res.Rows)
+	})
+
+	// Every recording rule returns series.
+	var records []string
+	for _, f := range ruleFiles(t) {
+		b, _ := os.ReadFile(f)
+		for _, m := range regexp.MustCompile(`(?m)^\s+- record: (\S+)$`).FindAllSubmatch(b, -1) {
+			records = append(records, string(m[1]))
+		}
+	}
+	if len(records) < 19 {
+		t.Fatalf("found %d recording rules", len(records))
+	}
+	var queries []dashboardQuery
+	for _, r := range records {
+		queries = append(queries, dashboardQuery{"recording rule " + r, r})
+	}
+	// Every query of every dashboard panel and variable.
+	files, _ := filepath.Glob("grafana/dashboards/*.json")
+	for _, f := range files {
+		queries = append(queries, dashboardQueries(t, f)...)
+	}
+	var pending []dashboardQuery
+	waitFor(t, "every rule and dashboard query to return data", 60*time.Second, func() (bool, string) {
+		pending = pending[:0]
+		for _, q := range queries {
+			n, err := prom.query(q.expr)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", q.where, q.expr, err)
+			}
+			if n == 0 {
+				pending = append(pending, q)
+			}
+		}
+		var names []string
+		for _, q := range pending {
+			names = append(names, q.where)
+		}
+		return len(pending) == 0, strings.Join(names, "; ")
+	})
+	t.Logf("%d recording rules and dashboard queries return data", len(queries))
+
+	// Exemplars are stored: latency buckets carry request ids.
+	var ex struct {
+		Data []struct {
+			Exemplars []struct {
+				Labels map[string]string `json:"labels"`
+			} `json:"exemplars"`
+		} `json:"data"`
+	}
+	end := time.Now().Add(time.Minute)
+	getJSON(t, fmt.Sprintf("%s/api/v1/query_exemplars?query=%s&start=%d&end=%d", prom.url,
+		url.QueryEscape(`http_request_duration_seconds_bucket{job="modelwatch"}`), end.Add(-10*time.Minute).Unix(), end.Unix()), &ex)
+	ids := 0
+	for _, d := range ex.Data {
+		for _, e := range d.Exemplars {
+			if e.Labels["request_id"] != "" {
+				ids++
+			}
+		}
+	}
+	if ids == 0 {
+		t.Error("no exemplar with a request_id stored")
+	}
+
+	// Native histograms are stored by a Prometheus with the feature on.
+	native := startPrometheusAt(t, freePort(t), fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: modelwatch\n    static_configs: [{targets: [%q]}]\n", mwAddr), "native-histograms")
+	waitFor(t, "a native histogram", 20*time.Second, func() (bool, string) {
+		n, _ := native.scalar(t, `histogram_count(sum(http_request_duration_seconds{endpoint="/predict"}))`)
+		return n == float64(res.Sent), fmt.Sprintf("histogram_count %v, sent %d", n, res.Sent)
+	})
+
+	// Fault 1: a burst of requests that fail inside the model (500).
+	body := `{"inputs": [{"name": "numeric", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}, {"name": "category", "shape": [1], "datatype": "INT64", "data": [99]}]}`
+	// Spread over a few scrapes, as a real outage is: rate() counts increases
+	// between samples, and a series' first sample is not one.
+	for i := range 200 {
+		if i%20 == 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		resp, err := http.Post("http://"+mwAddr+"/v2/models/faulty/infer", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 500 {
+			t.Fatalf("fault injection answered %d", resp.StatusCode)
+		}
+	}
+	waitFor(t, "InferenceErrorBudgetBurnFast at the pager webhook", 60*time.Second, func() (bool, string) {
+		return hook.received("/pager InferenceErrorBudgetBurnFast firing"), fmt.Sprint(hook.alerts)
+	})
+
+	// Fault 2: the server stops. ModelwatchDown reaches the pager, and it
+	// inhibits the error-budget alert of the same job.
+	mw.stop()
+	waitFor(t, "ModelwatchDown at the pager webhook", 60*time.Second, func() (bool, string) {
+		return hook.received("/pager ModelwatchDown firing"), fmt.Sprint(hook.alerts)
+	})
+	waitFor(t, "the error-budget alert inhibited", 30*time.Second, func() (bool, string) {
+		var alerts []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				State       string   `json:"state"`
+				InhibitedBy []string `json:"inhibitedBy"`
+			} `json:"status"`
+		}
+		getJSON(t, "http://"+amAddr+"/api/v2/alerts", &alerts)
+		var state []string
+		for _, a := range alerts {
+			state = append(state, a.Labels["alertname"]+"="+a.Status.State)
+			if a.Labels["alertname"] == "InferenceErrorBudgetBurnFast" && a.Status.State == "suppressed" && len(a.Status.InhibitedBy) > 0 {
+				return true, ""
+			}
+		}
+		return false, strings.Join(state, ", ")
+	})
+}
+
+// startPrometheusAt runs Prometheus on addr with the configuration text cfg.
+func startPrometheusAt(t *testing.T, addr, cfg string, features ...string) *prometheusServer {
+	t.Helper()
+	bin := tool(t, "prometheus", "prometheus")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
+	args := []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr, "--log.level=warn"}
+	if len(features) > 0 {
+		args = append(args, "--enable-feature="+strings.Join(features, ","))
+	}
+	p := &prometheusServer{url: "http://" + addr, proc: startProc(t, bin, args...)}
+	waitHTTP(t, p.url+"/-/ready", p.proc)
+	return p
+}
