@@ -1,0 +1,225 @@
+package deploy_test
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
+)
+
+// TestCompose loads the Compose file as Docker Compose would, and checks it
+// against the files it mounts: every bind-mounted file exists, every image is
+// pinned, every data directory is a named volume, and every address that
+// Prometheus, Grafana and Alertmanager use names a service and a port it
+// listens on.
+func TestCompose(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose/docker-compose.yml"}, cli.WithWorkingDirectory("compose"), cli.WithName("modelwatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	want := []string{"alertmanager", "grafana", "modelwatch", "node-exporter", "prometheus", "pushgateway", "webhook"}
+	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
+		t.Fatalf("services %v, want %v", got, want)
+	}
+
+	pinned := regexp.MustCompile(`^[\w./-]+:v?\d+(\.\d+)*$`)
+	ports := map[string][]uint32{} // service -> ports it listens on
+	mounts := map[string]map[string]bool{}
+	for name, svc := range project.Services {
+		if svc.Build == nil && !pinned.MatchString(svc.Image) {
+			t.Errorf("%s: image %q is not pinned to a version", name, svc.Image)
+		}
+		for _, p := range svc.Ports {
+			ports[name] = append(ports[name], p.Target)
+		}
+		for _, e := range svc.Expose {
+			n, _ := strconv.Atoi(e)
+			ports[name] = append(ports[name], uint32(n))
+		}
+		mounts[name] = map[string]bool{}
+		for _, v := range svc.Volumes {
+			mounts[name][v.Target] = true
+			switch v.Type {
+			case types.VolumeTypeBind:
+				if v.Source == "/" {
+					continue // node-exporter reads the host's root
+				}
+				if _, err := os.Stat(v.Source); err != nil {
+					t.Errorf("%s mounts %s, which does not exist: %v", name, v.Source, err)
+				}
+			case types.VolumeTypeVolume:
+				if _, ok := project.Volumes[v.Source]; !ok {
+					t.Errorf("%s uses volume %s, which is not declared", name, v.Source)
+				}
+			}
+		}
+	}
+	for svc, dir := range map[string]string{"prometheus": "/prometheus", "grafana": "/var/lib/grafana", "alertmanager": "/alertmanager"} {
+		if !mounts[svc][dir] || !isNamedVolume(project.Services[svc], dir) {
+			t.Errorf("%s keeps its data in %s: it must be a named volume", svc, dir)
+		}
+	}
+
+	// Where each service must listen, by what the configurations say.
+	listens := func(where, hostport string) {
+		t.Helper()
+		host, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			t.Errorf("%s: %q: %v", where, hostport, err)
+			return
+		}
+		if host == "localhost" {
+			return // a service's own address
+		}
+		n, _ := strconv.Atoi(port)
+		if !slices.Contains(ports[host], uint32(n)) {
+			t.Errorf("%s: %s: service %q does not listen on %s (ports %v)", where, hostport, host, port, ports[host])
+		}
+	}
+	var prom struct {
+		RuleFiles []string `yaml:"rule_files"`
+		Alerting  struct {
+			Alertmanagers []struct {
+				StaticConfigs []struct{ Targets []string } `yaml:"static_configs"`
+			} `yaml:"alertmanagers"`
+		} `yaml:"alerting"`
+		ScrapeConfigs []struct {
+			JobName       string                       `yaml:"job_name"`
+			StaticConfigs []struct{ Targets []string } `yaml:"static_configs"`
+			FileSDConfigs []struct{ Files []string }   `yaml:"file_sd_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, "prometheus/prometheus.yml", &prom)
+	for _, sc := range prom.ScrapeConfigs {
+		for _, s := range sc.StaticConfigs {
+			for _, tg := range s.Targets {
+				listens("prometheus.yml job "+sc.JobName, tg)
+			}
+		}
+		for _, f := range sc.FileSDConfigs {
+			for _, glob := range f.Files {
+				if !mounts["prometheus"][filepath.Dir(glob)] {
+					t.Errorf("file_sd %s is not mounted into prometheus", glob)
+				}
+			}
+		}
+	}
+	for _, am := range prom.Alerting.Alertmanagers {
+		for _, s := range am.StaticConfigs {
+			for _, tg := range s.Targets {
+				listens("prometheus.yml alerting", tg)
+			}
+		}
+	}
+	for _, rf := range prom.RuleFiles {
+		if !mounts["prometheus"][filepath.Dir(rf)] {
+			t.Errorf("rule_files %s is not mounted into prometheus", rf)
+		}
+	}
+
+	var ds struct {
+		Datasources []struct{ URL string } `yaml:"datasources"`
+	}
+	readYAML(t, "grafana/provisioning/datasources/prometheus.yml", &ds)
+	for _, d := range ds.Datasources {
+		u, err := url.Parse(d.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listens("grafana datasource", u.Host)
+	}
+	var dp struct {
+		Providers []struct {
+			Options struct{ Path string } `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, "grafana/provisioning/dashboards/modelwatch.yml", &dp)
+	for _, p := range dp.Providers {
+		if !mounts["grafana"][p.Options.Path] {
+			t.Errorf("dashboards path %s is not mounted into grafana", p.Options.Path)
+		}
+	}
+	home := project.Services["grafana"].Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+	if home == nil || !fileExists(filepath.Join("grafana/dashboards", filepath.Base(*home))) {
+		t.Errorf("Grafana's home dashboard %v is not one of deploy/grafana/dashboards", home)
+	}
+
+	amText, err := os.ReadFile("alertmanager/alertmanager.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`url: "(http://[^"]+)"`).FindAllStringSubmatch(string(amText), -1) {
+		u, _ := url.Parse(m[1])
+		listens("alertmanager webhook", u.Host)
+	}
+	if !strings.Contains(string(amText), "webhook_configs") {
+		t.Error("alertmanager.yml has no webhook receiver")
+	}
+}
+
+func isNamedVolume(svc types.ServiceConfig, target string) bool {
+	for _, v := range svc.Volumes {
+		if v.Target == target {
+			return v.Type == types.VolumeTypeVolume
+		}
+	}
+	return false
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+// TestFileSDExample checks the file_sd example is the format Prometheus reads.
+func TestFileSDExample(t *testing.T) {
+	var groups []struct {
+		Targets []string          `yaml:"targets"`
+		Labels  map[string]string `yaml:"labels"`
+	}
+	readYAML(t, "prometheus/targets/modelwatch-replicas.json.example", &groups)
+	if len(groups) == 0 {
+		t.Fatal("no target groups")
+	}
+	for _, g := range groups {
+		if len(g.Targets) == 0 {
+			t.Error("a group without targets")
+		}
+		for _, tg := range g.Targets {
+			if _, _, err := net.SplitHostPort(tg); err != nil {
+				t.Errorf("target %q: %v", tg, err)
+			}
+		}
+	}
+}
