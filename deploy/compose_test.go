@@ -223,3 +223,45 @@ func TestFileSDExample(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerfile checks what the image promises without a Docker engine: a
+// multi-stage build, a non-root user, a health check on /health, ONNX
+// Runtime from its release archive in the version the tests use, and build
+// inputs that exist.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	if n := len(regexp.MustCompile(`(?m)^FROM `).FindAllString(df, -1)); n < 2 {
+		t.Errorf("%d stages, want a multi-stage build", n)
+	}
+	user := regexp.MustCompile(`(?m)^USER (\S+)$`).FindAllStringSubmatch(df, -1)
+	if len(user) == 0 || user[len(user)-1][1] == "root" || user[len(user)-1][1] == "0" {
+		t.Errorf("the runtime stage runs as %v; want a non-root user", user)
+	}
+	if !regexp.MustCompile(`(?m)^HEALTHCHECK .*http://127\.0\.0\.1:8000/health`).MatchString(df) {
+		t.Error("no HEALTHCHECK on /health")
+	}
+	script, err := os.ReadFile("../scripts/fetch-onnxruntime.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`ONNXRUNTIME_VERSION:-([\d.]+)`).FindStringSubmatch(string(script))
+	got := regexp.MustCompile(`ARG ONNXRUNTIME_VERSION=([\d.]+)`).FindStringSubmatch(df)
+	if want == nil || got == nil || want[1] != got[1] {
+		t.Errorf("ONNX Runtime %v in the Dockerfile, %v in the tests", got, want)
+	}
+	if !strings.Contains(df, "github.com/microsoft/onnxruntime/releases/download/v${ONNXRUNTIME_VERSION}/onnxruntime-linux-x64-${ONNXRUNTIME_VERSION}.tgz") {
+		t.Error("ONNX Runtime does not come from its release archive")
+	}
+	for _, p := range []string{"../go.mod", "../go.sum", "../cmd/modelwatch/main.go"} {
+		if !fileExists(p) {
+			t.Errorf("build input %s is missing", p)
+		}
+	}
+	if env := regexp.MustCompile(`MODELWATCH_ONNXRUNTIME_LIBRARY=(\S+)`).FindStringSubmatch(df); env == nil || !strings.HasPrefix(env[1], "/opt/onnxruntime/lib/") {
+		t.Errorf("the image does not point modelwatch at its ONNX Runtime: %v", env)
+	}
+}
