@@ -100,6 +100,12 @@ func (w *webhook) ServeHTTP(_ http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (w *webhook) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.alerts, "; ")
+}
+
 func (w *webhook) received(entry string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -368,14 +374,14 @@ func TestStack(t *testing.T) {
 		}
 	}
 	waitFor(t, "InferenceErrorBudgetBurnFast at the pager webhook", 60*time.Second, func() (bool, string) {
-		return hook.received("/pager InferenceErrorBudgetBurnFast firing"), fmt.Sprint(hook.alerts)
+		return hook.received("/pager InferenceErrorBudgetBurnFast firing"), hook.String()
 	})
 
 	// Fault 2: the server stops. ModelwatchDown reaches the pager, and it
 	// inhibits the error-budget alert of the same job.
 	mw.stop()
 	waitFor(t, "ModelwatchDown at the pager webhook", 60*time.Second, func() (bool, string) {
-		return hook.received("/pager ModelwatchDown firing"), fmt.Sprint(hook.alerts)
+		return hook.received("/pager ModelwatchDown firing"), hook.String()
 	})
 	waitFor(t, "the error-budget alert inhibited", 30*time.Second, func() (bool, string) {
 		var alerts []struct {
