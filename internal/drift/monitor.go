@@ -1,0 +1,251 @@
+package drift
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+// Options configures a Monitor. Zero values take the defaults noted.
+type Options struct {
+	// Window is how far back the live distribution reaches (default 5m).
+	Window time.Duration
+	// Slots is the number of sub-windows; data ages out a sub-window at a
+	// time (default 10).
+	Slots int
+	// MinSamples is the fewest rows in the window for which PSI is exported;
+	// a smaller window gives no value rather than a noisy one (default 100).
+	MinSamples int
+	// MaxFeatures caps the features exported per model version, in the
+	// model's feature order (default 50).
+	MaxFeatures int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Monitor tracks every model version that has a profile. It is a
+// prometheus.Collector exporting model_feature_drift_psi,
+// model_prediction_drift_psi and model_drift_window_rows.
+type Monitor struct {
+	opts     Options
+	slotDur  time.Duration
+	mu       sync.RWMutex
+	trackers map[key]*tracker
+}
+
+type key struct{ name, version string }
+
+// tracker counts one model version's live rows in a ring of sub-windows.
+type tracker struct {
+	profile *Profile
+	classes bool
+	mu      sync.Mutex
+	slots   []slot
+}
+
+type slot struct {
+	epoch    int64       // index of the sub-window since the Unix epoch
+	features [][]float64 // counts per feature per bin
+	pred     []float64
+	rows     float64
+}
+
+var (
+	descFeature = prometheus.NewDesc("model_feature_drift_psi",
+		"Population stability index of a feature's live values in the drift window against the training profile; over 0.2 means the input has shifted.",
+		[]string{"model_name", "model_version", "feature"}, nil)
+	descPrediction = prometheus.NewDesc("model_prediction_drift_psi",
+		"Population stability index of the live predictions (classes, or value bins) in the drift window against those on the training data.",
+		[]string{"model_name", "model_version"}, nil)
+	descRows = prometheus.NewDesc("model_drift_window_rows",
+		"Rows in the drift window; PSI is exported once there are enough of them.",
+		[]string{"model_name", "model_version"}, nil)
+)
+
+var _ prometheus.Collector = (*Monitor)(nil)
+
+// NewMonitor returns a Monitor tracking no model yet.
+func NewMonitor(opts Options) *Monitor {
+	if opts.Window <= 0 {
+		opts.Window = 5 * time.Minute
+	}
+	if opts.Slots <= 0 {
+		opts.Slots = 10
+	}
+	if opts.MinSamples <= 0 {
+		opts.MinSamples = 100
+	}
+	if opts.MaxFeatures <= 0 {
+		opts.MaxFeatures = 50
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Monitor{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), trackers: map[key]*tracker{}}
+}
+
+// Add starts tracking a model version against its profile, replacing what
+// was tracked for it. The profile's features must be the model's, in order,
+// and its classes the model's classes.
+func (m *Monitor) Add(meta model.Metadata, p *Profile) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if len(p.Features) != len(meta.Features) {
+		return fmt.Errorf("profile has %d features, model %s %s takes %d", len(p.Features), meta.Name, meta.Version, len(meta.Features))
+	}
+	for i, f := range p.Features {
+		if f.Name != meta.Features[i] {
+			return fmt.Errorf("profile feature %d is %s, the model's is %s", i, f.Name, meta.Features[i])
+		}
+	}
+	if meta.IsClassifier() != (len(p.Prediction.Classes) > 0) || (meta.IsClassifier() && !slices.Equal(meta.Classes, p.Prediction.Classes)) {
+		return fmt.Errorf("profile classes %v, model classes %v", p.Prediction.Classes, meta.Classes)
+	}
+	t := &tracker{profile: p, classes: meta.IsClassifier(), slots: make([]slot, m.opts.Slots)}
+	for i := range t.slots {
+		t.slots[i].epoch = -1
+	}
+	m.mu.Lock()
+	m.trackers[key{meta.Name, meta.Version}] = t
+	m.mu.Unlock()
+	return nil
+}
+
+// Remove stops tracking a model version; its series leave /metrics.
+func (m *Monitor) Remove(name, version string) {
+	m.mu.Lock()
+	delete(m.trackers, key{name, version})
+	m.mu.Unlock()
+}
+
+// Tracks reports whether a model version is tracked.
+func (m *Monitor) Tracks(name, version string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.trackers[key{name, version}]
+	return ok
+}
+
+// Observe counts a batch the model answered: its rows, and for each row the
+// predicted class (classifiers) or the first output value (regressors), as
+// result holds them. It does nothing for an untracked version.
+func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, result model.Result) {
+	m.mu.RLock()
+	t := m.trackers[key{name, version}]
+	m.mu.RUnlock()
+	if t == nil || in.Cols != len(t.profile.Features) {
+		return
+	}
+	epoch := m.opts.Now().UnixNano() / int64(m.slotDur)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &t.slots[epoch%int64(len(t.slots))]
+	if s.epoch != epoch {
+		s.reset(epoch, t.profile)
+	}
+	for j := range t.profile.Features {
+		f := &t.profile.Features[j]
+		counts := s.features[j]
+		for i := 0; i < in.Rows; i++ {
+			counts[f.Bin(in.Values[i*in.Cols+j])]++
+		}
+	}
+	if t.classes {
+		for _, c := range classes {
+			if c >= 0 && c < len(s.pred) {
+				s.pred[c]++
+			}
+		}
+	} else if result.Cols > 0 {
+		for i := 0; i < result.Rows; i++ {
+			s.pred[t.profile.Prediction.Bin(result.Values[i*result.Cols])]++
+		}
+	}
+	s.rows += float64(in.Rows)
+}
+
+func (s *slot) reset(epoch int64, p *Profile) {
+	s.epoch, s.rows = epoch, 0
+	if s.features == nil {
+		s.features = make([][]float64, len(p.Features))
+		for j := range p.Features {
+			s.features[j] = make([]float64, p.Features[j].Bins())
+		}
+		s.pred = make([]float64, len(p.Prediction.Proportions))
+		return
+	}
+	for _, c := range s.features {
+		clear(c)
+	}
+	clear(s.pred)
+}
+
+// Describe implements prometheus.Collector.
+func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descFeature
+	ch <- descPrediction
+	ch <- descRows
+}
+
+// Collect implements prometheus.Collector: it sums the sub-windows still in
+// the window and computes PSI for versions with enough rows.
+func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
+	now := m.opts.Now().UnixNano() / int64(m.slotDur)
+	oldest := now - int64(m.opts.Slots) + 1
+	m.mu.RLock()
+	keys := make([]key, 0, len(m.trackers))
+	ts := make([]*tracker, 0, len(m.trackers))
+	for k, t := range m.trackers {
+		keys = append(keys, k)
+		ts = append(ts, t)
+	}
+	m.mu.RUnlock()
+	for i, t := range ts {
+		k := keys[i]
+		features, pred, rows := t.sum(oldest, now)
+		ch <- prometheus.MustNewConstMetric(descRows, prometheus.GaugeValue, rows, k.name, k.version)
+		if rows < float64(m.opts.MinSamples) {
+			continue
+		}
+		for j, f := range t.profile.Features {
+			if j >= m.opts.MaxFeatures {
+				break
+			}
+			ch <- prometheus.MustNewConstMetric(descFeature, prometheus.GaugeValue, PSI(f.Proportions, features[j]), k.name, k.version, f.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(descPrediction, prometheus.GaugeValue, PSI(t.profile.Prediction.Proportions, pred), k.name, k.version)
+	}
+}
+
+// sum adds up the sub-windows from epoch oldest to now.
+func (t *tracker) sum(oldest, now int64) ([][]float64, []float64, float64) {
+	features := make([][]float64, len(t.profile.Features))
+	for j, f := range t.profile.Features {
+		features[j] = make([]float64, f.Bins())
+	}
+	pred := make([]float64, len(t.profile.Prediction.Proportions))
+	rows := 0.0
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.slots {
+		if s.epoch < oldest || s.epoch > now || s.features == nil {
+			continue
+		}
+		for j, c := range s.features {
+			for b, n := range c {
+				features[j][b] += n
+			}
+		}
+		for b, n := range s.pred {
+			pred[b] += n
+		}
+		rows += s.rows
+	}
+	return features, pred, rows
+}
