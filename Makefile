@@ -47,6 +47,7 @@ bench:
 ## (needs Debian's python3-xgboost, python3-numpy, python3-torch, python3-onnx).
 fixtures:
 	/usr/bin/python3 models/train_fraud_model.py
+	$(GO) run ./cmd/modelwatch profile --model fraud_model --data models/fraud_model/testdata/train.csv --out models/fraud_model/v1/profile.json
 	/usr/bin/python3 internal/model/xgboost/testdata/generate.py
 	/usr/bin/python3 internal/model/onnx/testdata/generate.py
 

@@ -6,9 +6,11 @@ package models
 
 import "embed"
 
-// FS holds fraud_model/config.yaml and fraud_model/v1/model.json.
+// FS holds fraud_model/config.yaml, fraud_model/v1/model.json and the
+// training profile fraud_model/v1/profile.json (written by modelwatch
+// profile from testdata/train.csv).
 //
-//go:embed fraud_model/config.yaml fraud_model/v1/model.json
+//go:embed fraud_model/config.yaml fraud_model/v1/model.json fraud_model/v1/profile.json
 var FS embed.FS
 
 // Default is the name of the embedded model.

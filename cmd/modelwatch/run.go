@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/modelwatch/modelwatch/internal/config"
+	"github.com/modelwatch/modelwatch/internal/drift"
+	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
@@ -47,6 +49,7 @@ const usage = `modelwatch serves machine-learning models over HTTP with Promethe
 Usage:
   modelwatch serve [flags]     run the inference server (modelwatch serve --help lists the flags)
   modelwatch loadgen [flags]   send traffic to a server and report rate and latency
+  modelwatch profile [flags]   write a model's training profile for drift monitoring
   modelwatch version [--json]  print the build information
 `
 
@@ -63,6 +66,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.version(args[1:])
 	case "loadgen":
 		return m.loadgen(ctx, args[1:])
+	case "profile":
+		return m.profile(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
@@ -143,8 +148,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			logger.Warn("closing a model failed", "model", meta.Name, "version", meta.Version, "err", err)
 		}
 	}
+	monitor := drift.NewMonitor(drift.Options{Window: cfg.DriftWindow, MinSamples: cfg.DriftMinSamples, MaxFeatures: cfg.DriftMaxFeatures})
+	reg.MustRegister(monitor)
+	var store *feedback.Store
+	if cfg.FeedbackMaxEntries > 0 {
+		store = feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal)
+		reg.MustRegister(store)
+	}
 	repoOpts := repository.Options{
-		Registry: registry, Metrics: met, Logger: logger,
+		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
 		Runtimes: []model.Runtime{xgboost.Runtime, onnx.Runtime},
 		Dir:      cfg.ModelRepository,
 	}
@@ -174,6 +186,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxBatchRows:    cfg.MaxBatchRows,
 		RequestTimeout:  cfg.RequestTimeout,
 		Repository:      repo,
+		Drift:           monitor,
+		Feedback:        store,
 		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,
 			"model_repository": cfg.ModelRepository},
 	})

@@ -43,26 +43,38 @@ type Config struct {
 	PollInterval         time.Duration
 	EmbeddedModel        bool
 	ONNXRuntimeLibrary   string
+	DriftWindow          time.Duration
+	DriftMinSamples      int
+	DriftMaxFeatures     int
+	FeedbackTTL          time.Duration
+	FeedbackMaxEntries   int
+	AccuracyWindow       time.Duration
 }
 
 // Default returns the configuration used where nothing else is said.
 func Default() Config {
 	return Config{
-		ListenAddress:    ":8000",
-		DefaultModel:     "fraud_model",
-		MaxBodyBytes:     8 << 20,
-		MaxBatchRows:     1024,
-		RequestTimeout:   10 * time.Second,
-		ReadTimeout:      30 * time.Second,
-		WriteTimeout:     60 * time.Second,
-		IdleTimeout:      120 * time.Second,
-		ShutdownTimeout:  25 * time.Second,
-		LogLevel:         "info",
-		LogFormat:        "text",
-		GPUMetrics:       "auto",
-		GPUScrapeTimeout: 2 * time.Second,
-		PollInterval:     5 * time.Second,
-		EmbeddedModel:    true,
+		ListenAddress:      ":8000",
+		DefaultModel:       "fraud_model",
+		MaxBodyBytes:       8 << 20,
+		MaxBatchRows:       1024,
+		RequestTimeout:     10 * time.Second,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       60 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		ShutdownTimeout:    25 * time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
+		GPUMetrics:         "auto",
+		GPUScrapeTimeout:   2 * time.Second,
+		PollInterval:       5 * time.Second,
+		EmbeddedModel:      true,
+		DriftWindow:        5 * time.Minute,
+		DriftMinSamples:    100,
+		DriftMaxFeatures:   50,
+		FeedbackTTL:        time.Hour,
+		FeedbackMaxEntries: 100_000,
+		AccuracyWindow:     time.Hour,
 	}
 }
 
@@ -99,6 +111,12 @@ func (c Config) Validate() error {
 	}
 	if !c.EmbeddedModel && c.ModelRepository == "" {
 		return errors.New("with --embedded-model=false, --model-repository must name a directory of models")
+	}
+	if c.DriftWindow < 10*time.Second || c.AccuracyWindow < 10*time.Second || c.FeedbackTTL < time.Second {
+		return errors.New("drift-window and accuracy-window must be at least 10s, feedback-ttl at least 1s")
+	}
+	if c.DriftMinSamples < 1 || c.DriftMaxFeatures < 1 || c.FeedbackMaxEntries < 0 {
+		return errors.New("drift-min-samples and drift-max-features must be positive, feedback-max-entries not negative")
 	}
 	if c.GPUScrapeTimeout <= 0 {
 		return errors.New("gpu-scrape-timeout must be positive")
@@ -138,6 +156,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&c.ModelRepository, "model-repository", c.ModelRepository, "directory of models: DIR/<model>/<version>/model.onnx or model.json, with an optional DIR/<model>/config.yaml")
 	fs.DurationVar(&c.PollInterval, "repository-poll-interval", c.PollInterval, "how often the model repository is checked for new, changed and removed versions; 0 checks only at start and on request")
 	fs.BoolVar(&c.EmbeddedModel, "embedded-model", c.EmbeddedModel, "serve the embedded fraud_model too (a repository model of the same name replaces it)")
+	fs.DurationVar(&c.DriftWindow, "drift-window", c.DriftWindow, "span of live traffic that input and prediction drift compare with the training profile")
+	fs.IntVar(&c.DriftMinSamples, "drift-min-samples", c.DriftMinSamples, "fewest rows in the drift window for which drift is exported")
+	fs.IntVar(&c.DriftMaxFeatures, "drift-max-features", c.DriftMaxFeatures, "most features per model version whose drift is exported")
+	fs.DurationVar(&c.FeedbackTTL, "feedback-ttl", c.FeedbackTTL, "how long a classifier's prediction waits for its label on POST /feedback")
+	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels; 0 turns /feedback off")
+	fs.DurationVar(&c.AccuracyWindow, "accuracy-window", c.AccuracyWindow, "span of labels that model_accuracy_ratio covers")
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")

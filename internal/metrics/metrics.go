@@ -58,6 +58,7 @@ type Metrics struct {
 	OutputSize         *prometheus.HistogramVec
 	PredictedClass     *prometheus.CounterVec
 	Confidence         *prometheus.HistogramVec
+	FeedbackTotal      *prometheus.CounterVec
 
 	mu     sync.Mutex
 	series sync.Map // seriesKey -> *ModelSeries
@@ -138,6 +139,10 @@ func New(reg prometheus.Registerer) *Metrics {
 		Confidence: histogram("model_prediction_confidence",
 			"Probability of the predicted class, one observation per row.",
 			ConfidenceBuckets, "model_name", "model_version"),
+		FeedbackTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "model_feedback_total",
+			Help: "Labelled rows from POST /feedback by result (correct, incorrect), and labels for unknown or expired requests (unknown_request, model_name=\"\").",
+		}, []string{"model_name", "model_version", "result"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "modelwatch_build_info",
@@ -148,7 +153,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.ModelRequests, m.Predictions, m.PredictionDuration,
 		m.StageDuration, m.BatchSize, m.PredictionErrors, m.LoadedInfo, m.LoadTime, m.LoadFailures,
-		m.ActiveRequests, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, build,
+		m.ActiveRequests, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, m.FeedbackTotal, build,
 	)
 	return m
 }
@@ -193,7 +198,7 @@ func (m *Metrics) ModelUnloaded(meta model.Metadata, lastVersion bool) {
 	byVersion := prometheus.Labels{"model_name": meta.Name, "model_version": meta.Version}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.ModelRequests, m.Predictions, m.PredictionDuration, m.StageDuration, m.LoadedInfo, m.LoadTime,
-		m.PredictedClass, m.Confidence,
+		m.PredictedClass, m.Confidence, m.FeedbackTotal,
 	} {
 		v.DeletePartialMatch(byVersion)
 	}
@@ -235,6 +240,8 @@ func (m *Metrics) Series(meta model.Metadata) *ModelSeries {
 		s.Stages[st] = m.StageDuration.WithLabelValues(n, v, st)
 	}
 	if meta.IsClassifier() {
+		m.FeedbackTotal.WithLabelValues(n, v, "correct")
+		m.FeedbackTotal.WithLabelValues(n, v, "incorrect")
 		s.Confidence = m.Confidence.WithLabelValues(n, v)
 		for _, c := range meta.Classes {
 			s.Classes = append(s.Classes, m.PredictedClass.WithLabelValues(n, v, c))

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelwatch/modelwatch/internal/drift"
+	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
 )
@@ -63,6 +65,11 @@ type Options struct {
 	Embedded fs.FS
 	// Dir is the model repository directory; "" for none.
 	Dir string
+	// Drift, if set, tracks every version that has a profile.json beside its
+	// model file.
+	Drift *drift.Monitor
+	// Feedback, if set, forgets the predictions of versions that go.
+	Feedback *feedback.Store
 }
 
 // Repository syncs the registry with the model sources. Its methods are safe
@@ -315,8 +322,9 @@ func (r *Repository) syncVersion(f found) {
 		return
 	}
 	took := time.Since(start)
-	replaced := r.opts.Registry.Add(m)
 	meta := m.Metadata()
+	r.trackDrift(f, meta)
+	replaced := r.opts.Registry.Add(m)
 	r.opts.Metrics.ModelLoaded(meta, took)
 	r.versions[k] = &entry{fingerprint: fp, serving: true,
 		status: Status{Name: f.name, Version: f.version, State: Ready, Type: meta.Type, Source: f.source}}
@@ -327,6 +335,34 @@ func (r *Repository) syncVersion(f found) {
 	r.log.Info(verb, "model", f.name, "version", f.version, "type", meta.Type, "source", f.source,
 		"seconds", took.Seconds(), "features", len(meta.Features), "classes", len(meta.Classes))
 }
+
+// trackDrift starts drift tracking of a version from the profile.json
+// beside its model file, if there is one; a broken profile is logged and the
+// model serves without drift tracking.
+func (r *Repository) trackDrift(f found, meta model.Metadata) {
+	if r.opts.Drift == nil {
+		return
+	}
+	r.opts.Drift.Remove(meta.Name, meta.Version)
+	data, err := fs.ReadFile(f.fsys, path.Join(path.Dir(f.file), ProfileFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err == nil {
+		var p *drift.Profile
+		if p, err = drift.ParseProfile(bytes.NewReader(data)); err == nil {
+			err = r.opts.Drift.Add(meta, p)
+		}
+	}
+	if err != nil {
+		r.log.Warn("drift tracking is off for this version: its profile cannot be used", "model", meta.Name, "version", meta.Version, "err", err)
+		return
+	}
+	r.log.Info("drift tracking on", "model", meta.Name, "version", meta.Version)
+}
+
+// ProfileFile is the training profile's file name in a version directory.
+const ProfileFile = "profile.json"
 
 // fail records a failed load. A serving version keeps serving.
 func (r *Repository) fail(k key, f found, reason, fp string) {
@@ -362,6 +398,12 @@ func (r *Repository) remove(k key, e *entry, why string) {
 	reg := r.opts.Registry
 	reg.Remove(k.name, k.version, func() {
 		r.opts.Metrics.ModelUnloaded(meta, !reg.Has(k.name))
+		if r.opts.Drift != nil {
+			r.opts.Drift.Remove(k.name, k.version)
+		}
+		if r.opts.Feedback != nil {
+			r.opts.Feedback.Forget(k.name, k.version)
+		}
 	})
 	r.log.Info("model unloaded", "model", k.name, "version", k.version, "reason", why)
 }

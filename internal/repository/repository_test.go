@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
@@ -267,5 +268,24 @@ func TestVersionPolicy(t *testing.T) {
 		if got := strings.Join(tc.p.Select(avail), ","); got != tc.want {
 			t.Errorf("%+v: %s, want %s", tc.p, got, tc.want)
 		}
+	}
+}
+
+func TestDriftProfiles(t *testing.T) {
+	f := newFixture(t, true)
+	mon := drift.NewMonitor(drift.Options{})
+	f.repo.opts.Drift = mon
+	f.put("m", "1", "binary")
+	f.write("m/1/profile.json", `{"broken": true}`)
+	f.repo.Sync(context.Background())
+	if !mon.Tracks("fraud_model", "v1") {
+		t.Error("the embedded model's profile is not tracked")
+	}
+	if mon.Tracks("m", "1") || !f.reg.Has("m") {
+		t.Error("a broken profile must leave the model serving, untracked")
+	}
+	f.repo.Unload("fraud_model")
+	if mon.Tracks("fraud_model", "v1") {
+		t.Error("an unloaded version is still tracked")
 	}
 }

@@ -27,6 +27,7 @@ const (
 	errMethodNotAllowed errorType = "method_not_allowed"     // 405
 	errNotFound         errorType = "not_found"              // 404: no such endpoint (never counted: not an inference route)
 	errLoadFailed       errorType = "load_failed"            // 400: a model load on request failed (repository extension; not counted)
+	errUnknownRequest   errorType = "unknown_request"        // 404: feedback for a request id no prediction waits for (not counted)
 	errTimeout          errorType = "timeout"                // 504: --request-timeout passed
 	errCanceled         errorType = "canceled"               // 499: the client went away
 	errModelFailed      errorType = "model_error"            // 500: the model returned an error
@@ -48,6 +49,7 @@ var errorStatus = map[errorType]int{
 	errMethodNotAllowed: http.StatusMethodNotAllowed,
 	errNotFound:         http.StatusNotFound,
 	errLoadFailed:       http.StatusBadRequest,
+	errUnknownRequest:   http.StatusNotFound,
 	errTimeout:          http.StatusGatewayTimeout,
 	errCanceled:         499, // the status nginx and Envoy log for a client that closed the request
 	errModelFailed:      http.StatusInternalServerError,

@@ -163,10 +163,14 @@ type outcome struct {
 // infer runs a validated batch through the model's Predict. t0 is when
 // preprocessing began.
 func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.Time) (outcome, *apiError) {
-	return s.run(ctx, v, batch.Rows, t0, func(ctx context.Context) (outcome, []float64, error) {
+	out, aerr := s.run(ctx, v, batch.Rows, t0, func(ctx context.Context) (outcome, []float64, error) {
 		res, err := model.SafePredict(ctx, v.model, batch)
 		return outcome{result: res}, res.Values, err
 	})
+	if aerr == nil && s.opts.Drift != nil {
+		s.opts.Drift.Observe(v.meta.Name, v.meta.Version, batch, out.class, out.result)
+	}
+	return out, aerr
 }
 
 // run is the one inference path of every API: it runs the model through
@@ -221,6 +225,9 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 				ser.Classes[j].Add(float64(n))
 			}
 		}
+	}
+	if out.class != nil && s.opts.Feedback != nil {
+		s.opts.Feedback.Record(info.id, v.meta.Name, v.meta.Version, v.meta.Classes, out.class)
 	}
 	t3 := s.opts.Now()
 

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelwatch/modelwatch/internal/drift"
+	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/version"
@@ -28,6 +30,11 @@ type Options struct {
 	// Repository serves the Open Inference Protocol's repository extension
 	// and joins in readiness; nil for none.
 	Repository Repository
+	// Drift, if set, counts the inputs and predictions of models with a
+	// training profile.
+	Drift *drift.Monitor
+	// Feedback, if set, keeps classifier predictions for POST /feedback.
+	Feedback *feedback.Store
 	// SeparateMetrics leaves /metrics out of the API's routes, for a server
 	// that serves MetricsRoutes on a listener of its own.
 	SeparateMetrics bool
@@ -115,6 +122,8 @@ func (s *Server) routes() http.Handler {
 	table := []route{
 		{pattern: "/predict", endpoint: "/predict", inference: true,
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.predict, true)}},
+		{pattern: "/feedback", endpoint: "/feedback",
+			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.feedback, false)}},
 		{pattern: "/health", endpoint: "/health", methods: getHead(s.api(s.health, false))},
 		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
 		{pattern: "/{$}", endpoint: "/", methods: getHead(s.api(s.info, false))},
@@ -306,7 +315,7 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		"default_model":  s.models.DefaultModel(),
 		"models":         models,
 		"endpoints": []string{
-			"POST /predict", "GET /health", "GET /ready", "GET /metrics", "GET /",
+			"POST /predict", "POST /feedback", "GET /health", "GET /ready", "GET /metrics", "GET /",
 			"GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model}[/versions/{version}]",
 			"GET /v2/models/{model}[/versions/{version}]/ready", "POST /v2/models/{model}[/versions/{version}]/infer",
 			"POST /v2/repository/index", "POST /v2/repository/models/{model}/load", "POST /v2/repository/models/{model}/unload",

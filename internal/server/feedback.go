@@ -1,0 +1,93 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/modelwatch/modelwatch/internal/feedback"
+)
+
+// maxFeedbackItems bounds the labels of one POST /feedback.
+const maxFeedbackItems = 1000
+
+type feedbackItem struct {
+	RequestID string   `json:"request_id"`
+	Label     *string  `json:"label"`
+	Labels    []string `json:"labels"`
+}
+
+// feedback serves POST /feedback: {"request_id": ..., "label": ...} for a
+// one-row prediction, "labels" for one per row, or a list of such objects.
+// A single object for an unknown or expired request answers 404; a list
+// answers 200 with each item's result.
+func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if s.opts.Feedback == nil {
+		return nil, newError(errNotFound, "feedback is turned off on this server")
+	}
+	if err := checkJSONContent(r); err != nil {
+		return nil, err
+	}
+	body, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	var items []feedbackItem
+	single := len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] == '{'
+	var err error
+	if single {
+		var one feedbackItem
+		err = strictDecode(body, &one)
+		items = []feedbackItem{one}
+	} else {
+		err = strictDecode(body, &items)
+	}
+	if err != nil {
+		return nil, jsonError(err, body)
+	}
+	if len(items) == 0 {
+		return nil, newError(errEmptyBatch, "no feedback given")
+	}
+	if len(items) > maxFeedbackItems {
+		return nil, newError(errBatchTooLarge, "%d feedback items, over the limit of %d", len(items), maxFeedbackItems)
+	}
+	labels := make([]feedback.Label, len(items))
+	for i, it := range items {
+		switch {
+		case it.RequestID == "":
+			return nil, newError(errInvalidRequest, `feedback %d has no "request_id"`, i)
+		case (it.Label == nil) == (it.Labels == nil):
+			return nil, newError(errInvalidRequest, `feedback %d needs "label" (one row) or "labels" (one per row), not both`, i)
+		case it.Label != nil:
+			labels[i] = feedback.Label{RequestID: it.RequestID, Labels: []string{*it.Label}}
+		default:
+			labels[i] = feedback.Label{RequestID: it.RequestID, Labels: it.Labels}
+		}
+	}
+	out, err := s.opts.Feedback.Apply(labels)
+	if errors.Is(err, feedback.ErrInvalid) {
+		return nil, newError(errInvalidInput, "%v", err)
+	} else if err != nil {
+		return nil, newError(errInternal, "%v", err)
+	}
+	if single {
+		if out[0].Result == feedback.UnknownRequest {
+			return nil, newError(errUnknownRequest, "no prediction waits for that request id: unknown, expired, or already labelled")
+		}
+		return out[0], nil
+	}
+	return map[string]any{"results": out}, nil
+}
+
+func strictDecode(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
