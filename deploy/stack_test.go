@@ -277,6 +277,39 @@ func TestStack(t *testing.T) {
 	}
 	t.Logf("loadgen: %+v", res)
 
+	// Labels for 12 predictions, so that accuracy is exported.
+	for i := range 12 {
+		resp, err := http.Post("http://"+mwAddr+"/predict", "application/json", strings.NewReader(`{"inputs": [[25.0, 14, 0, 1.5, 2, 900]]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pr struct {
+			RequestID string `json:"request_id"`
+		}
+		json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		label := []string{"safe", "fraud"}[i%4/3] // one in four labelled fraud
+		fb, err := http.Post("http://"+mwAddr+"/feedback", "application/json", strings.NewReader(fmt.Sprintf(`{"request_id": %q, "label": %q}`, pr.RequestID, label)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb.Body.Close()
+		if fb.StatusCode != 200 {
+			t.Fatalf("feedback: %d", fb.StatusCode)
+		}
+	}
+	// Traffic whose distance_from_home_km has drifted.
+	drifted, err := loadgen.Run(context.Background(), loadgen.Config{
+		URL: "http://" + mwAddr, Requests: 300, Concurrency: 4, Batch: 2, Seed: 4,
+		Drift: map[string]loadgen.Shift{"distance_from_home_km": {Mul: 1, Add: 60}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Sent += drifted.Sent + 12
+	res.OK += drifted.OK + 12
+	res.Rows += drifted.Rows + 12
+
 	// Prometheus counts what loadgen sent.
 	waitFor(t, "Prometheus to count every request", 20*time.Second, func() (bool, string) {
 		sent, _ := prom.scalar(t, `sum(http_requests_total{job="modelwatch",endpoint="/predict"})`)
@@ -354,6 +387,11 @@ func TestStack(t *testing.T) {
 	waitFor(t, "a native histogram", 20*time.Second, func() (bool, string) {
 		n, _ := native.scalar(t, `histogram_count(sum(http_request_duration_seconds{endpoint="/predict"}))`)
 		return n == float64(res.Sent), fmt.Sprintf("histogram_count %v, sent %d", n, res.Sent)
+	})
+
+	// The drift reaches the team's webhook.
+	waitFor(t, "ModelInputDrift at the team webhook", 60*time.Second, func() (bool, string) {
+		return hook.received("/team ModelInputDrift firing"), hook.String()
 	})
 
 	// Fault 1: a burst of requests that fail inside the model (500).

@@ -125,3 +125,18 @@ func TestBounds(t *testing.T) {
 		t.Error("Forget left state behind")
 	}
 }
+
+func BenchmarkRecord(b *testing.B) {
+	s, _, _ := newStore(Options{})
+	for _, rows := range []int{1, 64} {
+		pred := make([]int, rows)
+		b.Run(fmt.Sprint("rows=", rows), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				s.Record(fmt.Sprint(i), "m", "1", classes, pred)
+			}
+		})
+	}
+}

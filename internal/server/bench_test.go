@@ -1,23 +1,56 @@
 package server
 
 import (
+	"bytes"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelwatch/modelwatch/internal/drift"
+	"github.com/modelwatch/modelwatch/internal/feedback"
+	"github.com/modelwatch/modelwatch/models"
 )
 
 // BenchmarkPredict measures POST /predict through the whole handler (decode,
 // validate, the embedded XGBoost model, every metric, encode), without the
-// network.
+// network; "quality" adds drift tracking against the embedded profile and
+// the feedback store, to show what model-quality monitoring costs.
 func BenchmarkPredict(b *testing.B) {
+	for _, quality := range []bool{false, true} {
+		name := "plain"
+		if quality {
+			name = "quality"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkPredict(b, quality) })
+	}
+}
+
+func benchmarkPredict(b *testing.B, quality bool) {
 	t := &testing.T{}
 	h := newHarness(t, func(o *Options) {
 		o.Now = time.Now
 		o.MaxBodyBytes = 1 << 20
 		o.MaxBatchRows = 1024
+		if quality {
+			data, err := fs.ReadFile(models.FS, "fraud_model/v1/profile.json")
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := drift.ParseProfile(bytes.NewReader(data))
+			if err != nil {
+				b.Fatal(err)
+			}
+			o.Drift = drift.NewMonitor(drift.Options{})
+			m, _ := o.Models.Resolve("fraud_model", "v1")
+			if err := o.Drift.Add(m.Metadata(), p); err != nil {
+				b.Fatal(err)
+			}
+			o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal)
+		}
 	})
 	for _, rows := range []int{1, 64} {
 		body := `{"inputs": [` + strings.TrimSuffix(strings.Repeat(safeRow+",", rows), ",") + `]}`
