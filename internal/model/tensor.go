@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // DataType names an element type the way the Open Inference Protocol does.
@@ -125,4 +126,26 @@ type TensorModel interface {
 	// is empty. It returns an error wrapping ErrInvalidInput for values the
 	// model cannot take, and ctx's error if ctx ends first.
 	Infer(ctx context.Context, inputs []Tensor, outputs []string) ([]Tensor, error)
+}
+
+// ErrOverloaded means the model cannot take the request now: its queue is
+// full. The client should retry later.
+var ErrOverloaded = errors.New("model overloaded")
+
+// Timing lets a model report how long a request waited in its queue.
+type Timing struct {
+	Queue time.Duration
+}
+
+type timingKey struct{}
+
+// WithTiming returns a context that carries t for the model to fill in.
+func WithTiming(ctx context.Context, t *Timing) context.Context {
+	return context.WithValue(ctx, timingKey{}, t)
+}
+
+// TimingFrom returns the Timing the context carries, or nil.
+func TimingFrom(ctx context.Context) *Timing {
+	t, _ := ctx.Value(timingKey{}).(*Timing)
+	return t
 }
