@@ -405,3 +405,52 @@ func TestV2EndpointsOverTCP(t *testing.T) {
 		t.Error("/metrics carries a model name or version a client made up")
 	}
 }
+
+// TestDynamicBatchingOverTCP sends concurrent requests to an ONNX model with
+// dynamic batching: every answer is the model's own for its rows, and the
+// metrics show requests merged into fewer batches.
+func TestDynamicBatchingOverTCP(t *testing.T) {
+	lib := onnxLibrary(t)
+	dir := t.TempDir()
+	copyFile(t, "../../internal/model/onnx/testdata/mlp_classifier.onnx", filepath.Join(dir, "mlp/1/model.onnx"))
+	writeFile(t, filepath.Join(dir, "mlp/config.yaml"), "classes: [red, green, blue]\ndynamic_batching: {max_batch_size: 32, max_queue_delay: 5ms, queue_capacity: 512, workers: 1}\n")
+	p := start(t, 1, "--model-repository", dir, "--onnxruntime-library", lib)
+
+	c := readExpected(t, "mlp_classifier")[2] // 64 rows
+	rows := flatten(c.Inputs["features"])
+	want := flatten(c.Outputs["probabilities"])
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			row := rows[4*i : 4*i+4]
+			var o v2Out
+			body := fmt.Sprintf(`{"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [%v, %v, %v, %v]}]}`, row[0], row[1], row[2], row[3])
+			if code := postJSON(t, p.url("/v2/models/mlp/infer"), body, &o); code != 200 {
+				errs <- fmt.Sprintf("request %d: status %d", i, code)
+				return
+			}
+			if d := maxAbsDiff(o.output("probabilities"), want[3*i:3*i+3]); d > 1e-5 {
+				errs <- fmt.Sprintf("request %d: batched answer differs from PyTorch by %g", i, d)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	_, text, _ := get(t, http.DefaultClient, p.url("/metrics"))
+	s := scrape(t, text)
+	batches := s[`model_batch_size_count{model_name="mlp"}`]
+	// The warm-up inference at load time is one more batch.
+	if s[`model_stage_duration_seconds_count{model_name="mlp",model_version="1",stage="queue"}`] != 64 || batches < 2 || batches >= 64 {
+		t.Errorf("64 requests: %v batches, %v queue observations", batches, s[`model_stage_duration_seconds_count{model_name="mlp",model_version="1",stage="queue"}`])
+	}
+	if s[`model_requests_total{model_name="mlp",model_version="1",status="success"}`] != 64 {
+		t.Errorf("successes %v", s[`model_requests_total{model_name="mlp",model_version="1",status="success"}`])
+	}
+	t.Logf("64 concurrent requests ran in %v batches", batches)
+}

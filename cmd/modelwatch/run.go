@@ -184,6 +184,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Logger:          logger,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxBatchRows:    cfg.MaxBatchRows,
+		MaxInFlight:     cfg.MaxInFlight,
 		RequestTimeout:  cfg.RequestTimeout,
 		Repository:      repo,
 		Drift:           monitor,

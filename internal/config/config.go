@@ -30,6 +30,7 @@ type Config struct {
 	DefaultModel         string
 	MaxBodyBytes         int64
 	MaxBatchRows         int
+	MaxInFlight          int
 	RequestTimeout       time.Duration
 	ReadTimeout          time.Duration
 	WriteTimeout         time.Duration
@@ -58,6 +59,7 @@ func Default() Config {
 		DefaultModel:       "fraud_model",
 		MaxBodyBytes:       8 << 20,
 		MaxBatchRows:       1024,
+		MaxInFlight:        1024,
 		RequestTimeout:     10 * time.Second,
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       60 * time.Second,
@@ -91,6 +93,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max-body-bytes %d is below the minimum of 1024", c.MaxBodyBytes)
 	case c.MaxBatchRows < 1 || c.MaxBatchRows > 1<<20:
 		return fmt.Errorf("max-batch-rows %d is outside 1..%d", c.MaxBatchRows, 1<<20)
+	case c.MaxInFlight < 1:
+		return fmt.Errorf("max-in-flight %d must be at least 1", c.MaxInFlight)
 	case c.RequestTimeout <= 0:
 		return errors.New("request-timeout must be positive")
 	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
@@ -165,6 +169,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most inference requests in progress at once; more get 503 with Retry-After")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from the end of reading a request to the end of its answer")

@@ -54,6 +54,7 @@ type Metrics struct {
 	LoadTime           *prometheus.GaugeVec
 	LoadFailures       *prometheus.CounterVec
 	ActiveRequests     *prometheus.GaugeVec
+	QueueSize          *prometheus.GaugeVec
 	InputSize          *prometheus.HistogramVec
 	OutputSize         *prometheus.HistogramVec
 	PredictedClass     *prometheus.CounterVec
@@ -126,6 +127,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "active_requests",
 			Help: "Inference requests in progress.",
 		}, []string{"model_name"}),
+		QueueSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "model_queue_size",
+			Help: "Requests waiting for a batch slot (models with dynamic batching).",
+		}, []string{"model_name"}),
 		InputSize: histogram("model_input_size_bytes",
 			"Size of the request bodies of successful inference requests.",
 			SizeBuckets, "model_name"),
@@ -153,7 +158,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.ModelRequests, m.Predictions, m.PredictionDuration,
 		m.StageDuration, m.BatchSize, m.PredictionErrors, m.LoadedInfo, m.LoadTime, m.LoadFailures,
-		m.ActiveRequests, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, m.FeedbackTotal, build,
+		m.ActiveRequests, m.QueueSize, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, m.FeedbackTotal, build,
 	)
 	return m
 }
@@ -177,6 +182,18 @@ type ModelSeries struct {
 	// the model's classes; nil for a regressor.
 	Classes    []prometheus.Counter
 	Confidence prometheus.Observer
+
+	queueOnce  sync.Once
+	queue      prometheus.Observer
+	stageVec   *prometheus.HistogramVec
+	name, vers string
+}
+
+// QueueStage returns the queue stage of model_stage_duration_seconds,
+// created on first use: only models with dynamic batching queue.
+func (s *ModelSeries) QueueStage() prometheus.Observer {
+	s.queueOnce.Do(func() { s.queue = s.stageVec.WithLabelValues(s.name, s.vers, StageQueue) })
+	return s.queue
 }
 
 // ModelLoaded records that a model version is loaded and took loadTime to
@@ -186,6 +203,7 @@ func (m *Metrics) ModelLoaded(meta model.Metadata, loadTime time.Duration) *Mode
 	m.LoadedInfo.WithLabelValues(meta.Name, meta.Version, meta.Type).Set(1)
 	m.LoadTime.WithLabelValues(meta.Name, meta.Version).Set(loadTime.Seconds())
 	m.LoadFailures.WithLabelValues(meta.Name)
+	m.QueueSize.WithLabelValues(meta.Name)
 	return m.Series(meta)
 }
 
@@ -205,7 +223,7 @@ func (m *Metrics) ModelUnloaded(meta model.Metadata, lastVersion bool) {
 	if lastVersion {
 		byName := prometheus.Labels{"model_name": meta.Name}
 		for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-			m.BatchSize, m.PredictionErrors, m.ActiveRequests, m.InputSize, m.OutputSize, m.LoadFailures,
+			m.BatchSize, m.PredictionErrors, m.ActiveRequests, m.QueueSize, m.InputSize, m.OutputSize, m.LoadFailures,
 		} {
 			v.DeletePartialMatch(byName)
 		}
@@ -235,6 +253,9 @@ func (m *Metrics) Series(meta model.Metadata) *ModelSeries {
 		Active:             m.ActiveRequests.WithLabelValues(n),
 		InputSize:          m.InputSize.WithLabelValues(n),
 		OutputSize:         m.OutputSize.WithLabelValues(n),
+		stageVec:           m.StageDuration,
+		name:               n,
+		vers:               v,
 	}
 	for _, st := range []string{StagePreprocess, StageInfer, StagePostprocess} {
 		s.Stages[st] = m.StageDuration.WithLabelValues(n, v, st)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -29,10 +30,21 @@ type Config struct {
 	// MaxBatchSize bounds the rows of one request to this model; 0 leaves
 	// the server's limit.
 	MaxBatchSize int `yaml:"max_batch_size"`
+	// DynamicBatching, when set, merges concurrent requests to the model.
+	DynamicBatching *DynamicBatching `yaml:"dynamic_batching"`
 	// PredictionOutput names the output tensor that /predict answers with
 	// and that class metrics read; by default the first floating-point
 	// output of the right width.
 	PredictionOutput string `yaml:"prediction_output"`
+}
+
+// DynamicBatching configures the merging of concurrent requests into
+// batches. Zero values take the batcher's defaults.
+type DynamicBatching struct {
+	MaxBatchSize  int           `yaml:"max_batch_size"`
+	MaxQueueDelay time.Duration `yaml:"max_queue_delay"`
+	QueueCapacity int           `yaml:"queue_capacity"`
+	Workers       int           `yaml:"workers"`
 }
 
 // VersionPolicy says which versions of a model are served: the Latest N
@@ -99,6 +111,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 	}
 	if err := c.VersionPolicy.validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: config.yaml: %v", ErrInvalidModel, err)
+	}
+	if b := c.DynamicBatching; b != nil && (b.MaxBatchSize < 0 || b.MaxQueueDelay < 0 || b.MaxQueueDelay > time.Second || b.QueueCapacity < 0 || b.Workers < 0 || b.Workers > 256) {
+		return Config{}, fmt.Errorf("%w: config.yaml: dynamic_batching: sizes must not be negative, max_queue_delay at most 1s, workers at most 256", ErrInvalidModel)
 	}
 	if c.MaxBatchSize < 0 {
 		return Config{}, fmt.Errorf("%w: config.yaml: max_batch_size must not be negative", ErrInvalidModel)

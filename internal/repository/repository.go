@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelwatch/modelwatch/internal/batcher"
 	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
@@ -312,6 +313,9 @@ func (r *Repository) syncVersion(f found) {
 	}
 	start := time.Now()
 	m, err := f.runtime.Load(data, f.cfg.Metadata(f.name, f.version, f.runtime.Type))
+	if err == nil && f.cfg.DynamicBatching != nil {
+		m = r.batch(m, *f.cfg.DynamicBatching)
+	}
 	if err == nil {
 		if err = warmUp(m); err != nil {
 			m.Close()
@@ -334,6 +338,16 @@ func (r *Repository) syncVersion(f found) {
 	}
 	r.log.Info(verb, "model", f.name, "version", f.version, "type", meta.Type, "source", f.source,
 		"seconds", took.Seconds(), "features", len(meta.Features), "classes", len(meta.Classes))
+}
+
+// batch puts a model behind a dynamic batcher that reports into the
+// catalogue.
+func (r *Repository) batch(m model.Model, cfg model.DynamicBatching) model.Model {
+	meta := m.Metadata()
+	ser := r.opts.Metrics.Series(meta)
+	return batcher.Wrap(m, batcher.Config{
+		MaxBatchRows: cfg.MaxBatchSize, MaxDelay: cfg.MaxQueueDelay, QueueCapacity: cfg.QueueCapacity, Workers: cfg.Workers,
+	}, batcher.Observers{QueueSize: r.opts.Metrics.QueueSize.WithLabelValues(meta.Name), BatchSize: ser.BatchSize})
 }
 
 // trackDrift starts drift tracking of a version from the profile.json

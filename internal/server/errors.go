@@ -29,6 +29,7 @@ const (
 	errLoadFailed       errorType = "load_failed"            // 400: a model load on request failed (repository extension; not counted)
 	errUnknownRequest   errorType = "unknown_request"        // 404: feedback for a request id no prediction waits for (not counted)
 	errTimeout          errorType = "timeout"                // 504: --request-timeout passed
+	errOverloaded       errorType = "overloaded"             // 429: the model's queue is full; 503: too many requests in flight
 	errCanceled         errorType = "canceled"               // 499: the client went away
 	errModelFailed      errorType = "model_error"            // 500: the model returned an error
 	errInternal         errorType = "internal"               // 500: a panic or a bug
@@ -51,6 +52,7 @@ var errorStatus = map[errorType]int{
 	errLoadFailed:       http.StatusBadRequest,
 	errUnknownRequest:   http.StatusNotFound,
 	errTimeout:          http.StatusGatewayTimeout,
+	errOverloaded:       http.StatusTooManyRequests,
 	errCanceled:         499, // the status nginx and Envoy log for a client that closed the request
 	errModelFailed:      http.StatusInternalServerError,
 	errInternal:         http.StatusInternalServerError,
@@ -70,6 +72,10 @@ func errorTypes() []errorType {
 type apiError struct {
 	typ errorType
 	msg string
+	// status overrides the table's status when not 0.
+	statusCode int
+	// retryAfter, in seconds, is sent as Retry-After when not 0.
+	retryAfter int
 	// model is the loaded model the request was for, or "" when there is
 	// none (no such model, or the request did not get far enough to say). It
 	// becomes the model_name label, so it is never taken from the request
@@ -79,7 +85,12 @@ type apiError struct {
 
 func (e *apiError) Error() string { return string(e.typ) + ": " + e.msg }
 
-func (e *apiError) status() int { return errorStatus[e.typ] }
+func (e *apiError) status() int {
+	if e.statusCode != 0 {
+		return e.statusCode
+	}
+	return errorStatus[e.typ]
+}
 
 func newError(typ errorType, format string, args ...any) *apiError {
 	return &apiError{typ: typ, msg: fmt.Sprintf(format, args...)}
@@ -100,6 +111,10 @@ func fromModelError(err error) *apiError {
 		return newError(errCanceled, "the client closed the request")
 	case errors.As(err, &pe):
 		return newError(errInternal, "the model failed unexpectedly")
+	case errors.Is(err, model.ErrOverloaded):
+		e := newError(errOverloaded, "the model's queue is full; retry shortly")
+		e.retryAfter = 1
+		return e
 	case errors.Is(err, model.ErrInvalidInput):
 		return newError(errInvalidInput, "%v", err)
 	default:

@@ -80,6 +80,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 
 // predict serves POST /predict.
 func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	release, aerr := s.admit()
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer release()
 	if err := checkJSONContent(r); err != nil {
 		return nil, err
 	}
@@ -184,12 +189,13 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 	defer ser.Active.Dec()
 	t1 := s.opts.Now()
 
-	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	var timing model.Timing
+	ctx, cancel := context.WithTimeout(model.WithTiming(ctx, &timing), s.opts.RequestTimeout)
 	out, pred, err := call(ctx)
 	cancel()
 	t2 := s.opts.Now()
 	if err != nil {
-		if !errors.Is(err, model.ErrInvalidInput) { // the client's values, not the model, are at fault
+		if !errors.Is(err, model.ErrInvalidInput) && !errors.Is(err, model.ErrOverloaded) { // not the model's fault
 			ser.Error.Inc()
 		}
 		var pe *model.PanicError
@@ -233,11 +239,19 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 
 	ser.Success.Inc()
 	ser.Predictions.Add(float64(rows))
-	ser.BatchSize.Observe(float64(rows))
+	infer := t2.Sub(t1)
+	if b, ok := v.model.(interface{ Batched() bool }); ok && b.Batched() {
+		// The batcher observes model_batch_size per executed batch, and the
+		// time the request waited for its batch is the queue stage.
+		ser.QueueStage().Observe(timing.Queue.Seconds())
+		infer -= timing.Queue
+	} else {
+		ser.BatchSize.Observe(float64(rows))
+	}
 	// Exemplars go on the request-level latency only: each costs more than
 	// the observation itself, and a stage's request is the same request.
 	ser.Stages[metrics.StagePreprocess].Observe(t1.Sub(t0).Seconds())
-	ser.Stages[metrics.StageInfer].Observe(t2.Sub(t1).Seconds())
+	ser.Stages[metrics.StageInfer].Observe(infer.Seconds())
 	ser.Stages[metrics.StagePostprocess].Observe(t3.Sub(t2).Seconds())
 	metrics.Observe(ser.PredictionDuration, t3.Sub(t0).Seconds(), info.id)
 	return out, nil

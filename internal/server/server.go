@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,9 @@ type Options struct {
 	MaxBatchRows int
 	// RequestTimeout bounds the inference of one request (default 10s).
 	RequestTimeout time.Duration
+	// MaxInFlight bounds the inference requests in progress at once (default
+	// 1024); past it, requests are refused with 503 and Retry-After.
+	MaxInFlight int
 	// Now is the clock that times requests (default time.Now). Tests inject
 	// a clock so that observed durations are exact.
 	Now func() time.Time
@@ -64,7 +68,9 @@ type Server struct {
 	log     *slog.Logger
 	handler http.Handler
 	ready   atomic.Bool
-	started time.Time
+	// inFlight holds a token per inference request in progress.
+	inFlight chan struct{}
+	started  time.Time
 }
 
 // New returns a Server; it is not ready (GET /ready answers 503) until
@@ -85,15 +91,19 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 1024
+	}
 	if opts.NewRequestID == nil {
 		opts.NewRequestID = rand.Text
 	}
 	s := &Server{
-		opts:    opts,
-		models:  opts.Models,
-		metrics: opts.Metrics,
-		log:     opts.Logger.With("component", "server"),
-		started: opts.Now(),
+		opts:     opts,
+		models:   opts.Models,
+		metrics:  opts.Metrics,
+		log:      opts.Logger.With("component", "server"),
+		started:  opts.Now(),
+		inFlight: make(chan struct{}, opts.MaxInFlight),
 	}
 	s.handler = s.routes()
 	return s
@@ -181,6 +191,19 @@ func (s *Server) dispatch(rt route) http.HandlerFunc {
 	}
 }
 
+// admit takes an in-flight token, or refuses the request at once when the
+// server is at its limit. The caller calls the returned release.
+func (s *Server) admit() (func(), *apiError) {
+	select {
+	case s.inFlight <- struct{}{}:
+		return func() { <-s.inFlight }, nil
+	default:
+		e := newError(errOverloaded, "the server is at its limit of %d requests in flight; retry shortly", cap(s.inFlight))
+		e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
+		return nil, e
+	}
+}
+
 // apiFunc handles a request and returns what to answer: a value to encode
 // as JSON, a json.RawMessage to send as it is, or an error.
 type apiFunc func(w http.ResponseWriter, r *http.Request) (any, *apiError)
@@ -241,6 +264,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 	}
 	info := requestInfoFrom(r.Context())
 	body, _ := json.Marshal(errorBody{Error: err.msg, ErrorType: string(err.typ), RequestID: info.id})
+	if err.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(err.retryAfter))
+	}
 	status := err.status()
 	if status == 0 {
 		status = http.StatusInternalServerError

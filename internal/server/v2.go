@@ -251,6 +251,11 @@ const maxTensorElements = 1 << 24
 
 // v2Infer serves POST /v2/models/{model}[/versions/{version}]/infer.
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	release, aerr := s.admit()
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer release()
 	if r.Header.Get("Inference-Header-Content-Length") != "" {
 		return nil, newError(errMediaType, "the binary tensor data extension is not supported; send tensors as JSON")
 	}
