@@ -269,7 +269,10 @@ func TestServeOverTCP(t *testing.T) {
 		t.Error("/metrics carries the unknown model name a client sent")
 	}
 
-	// OpenMetrics, with the request id of a request as an exemplar.
+	// OpenMetrics, with the request id of a request as an exemplar. A series
+	// takes an exemplar at most every 100ms (metrics.ExemplarInterval): the
+	// pause makes this request's the next one.
+	time.Sleep(150 * time.Millisecond)
 	resp, err := http.Post(p.url("/predict"), "application/json", strings.NewReader(`{"inputs": [`+safeRow+`]}`))
 	if err != nil {
 		t.Fatal(err)

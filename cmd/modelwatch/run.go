@@ -185,6 +185,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		MaxBatchRows:    cfg.MaxBatchRows,
 		MaxInFlight:     cfg.MaxInFlight,
+		EnablePprof:     cfg.EnablePprof,
 		RequestTimeout:  cfg.RequestTimeout,
 		Repository:      repo,
 		Drift:           monitor,

@@ -31,6 +31,7 @@ type Config struct {
 	MaxBodyBytes         int64
 	MaxBatchRows         int
 	MaxInFlight          int
+	EnablePprof          bool
 	RequestTimeout       time.Duration
 	ReadTimeout          time.Duration
 	WriteTimeout         time.Duration
@@ -75,7 +76,7 @@ func Default() Config {
 		DriftMinSamples:    100,
 		DriftMaxFeatures:   50,
 		FeedbackTTL:        time.Hour,
-		FeedbackMaxEntries: 100_000,
+		FeedbackMaxEntries: 20_000,
 		AccuracyWindow:     time.Hour,
 	}
 }
@@ -164,11 +165,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.IntVar(&c.DriftMinSamples, "drift-min-samples", c.DriftMinSamples, "fewest rows in the drift window for which drift is exported")
 	fs.IntVar(&c.DriftMaxFeatures, "drift-max-features", c.DriftMaxFeatures, "most features per model version whose drift is exported")
 	fs.DurationVar(&c.FeedbackTTL, "feedback-ttl", c.FeedbackTTL, "how long a classifier's prediction waits for its label on POST /feedback")
-	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels; 0 turns /feedback off")
+	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels (about 200 bytes each); 0 turns /feedback off")
 	fs.DurationVar(&c.AccuracyWindow, "accuracy-window", c.AccuracyWindow, "span of labels that model_accuracy_ratio covers")
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve Go's profiler under /debug/pprof/ (for diagnosing; off by default)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most inference requests in progress at once; more get 503 with Retry-After")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")

@@ -7,6 +7,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,7 +173,7 @@ func buildLabels(i version.Info) prometheus.Labels {
 type ModelSeries struct {
 	Success, Error     prometheus.Counter
 	Predictions        prometheus.Counter
-	PredictionDuration prometheus.Observer
+	PredictionDuration *SampledObserver
 	Stages             map[string]prometheus.Observer
 	BatchSize          prometheus.Observer
 	Active             prometheus.Gauge
@@ -247,7 +248,7 @@ func (m *Metrics) Series(meta model.Metadata) *ModelSeries {
 		Success:            m.ModelRequests.WithLabelValues(n, v, "success"),
 		Error:              m.ModelRequests.WithLabelValues(n, v, "error"),
 		Predictions:        m.Predictions.WithLabelValues(n, v),
-		PredictionDuration: m.PredictionDuration.WithLabelValues(n, v),
+		PredictionDuration: NewSampledObserver(m.PredictionDuration.WithLabelValues(n, v)),
 		Stages:             map[string]prometheus.Observer{},
 		BatchSize:          m.BatchSize.WithLabelValues(n),
 		Active:             m.ActiveRequests.WithLabelValues(n),
@@ -280,6 +281,41 @@ func Observe(o prometheus.Observer, v float64, requestID string) {
 		return
 	}
 	o.Observe(v)
+}
+
+// Exemplar sampling: a histogram keeps only the latest exemplar of each
+// bucket, and Prometheus reads them once a scrape, so attaching one to every
+// observation costs time (an allocation-heavy call in client_golang) for
+// exemplars nobody sees. A series gets an exemplar at most every
+// ExemplarInterval, and always for an observation of at least
+// ExemplarAlways seconds: slow requests are the ones people look up.
+var (
+	ExemplarInterval = 100 * time.Millisecond
+	ExemplarAlways   = 0.1
+)
+
+// SampledObserver observes into a histogram with sampled exemplars.
+type SampledObserver struct {
+	prometheus.Observer
+	last atomic.Int64 // unix nanoseconds of the last exemplar
+}
+
+// NewSampledObserver wraps o.
+func NewSampledObserver(o prometheus.Observer) *SampledObserver {
+	return &SampledObserver{Observer: o}
+}
+
+// ObserveAt records v at time now, with the request id as exemplar when the
+// sampling allows.
+func (s *SampledObserver) ObserveAt(v float64, requestID string, now time.Time) {
+	if requestID != "" {
+		last, t := s.last.Load(), now.UnixNano()
+		if (t-last >= int64(ExemplarInterval) || v >= ExemplarAlways) && s.last.CompareAndSwap(last, t) {
+			Observe(s.Observer, v, requestID)
+			return
+		}
+	}
+	s.Observer.Observe(v)
 }
 
 // StatusLabel returns the status label value for an HTTP status code.

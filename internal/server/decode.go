@@ -45,6 +45,21 @@ func (e *decodeError) Error() string { return e.msg }
 // decodePredict reads a /predict body into req. It returns an *apiError of
 // type invalid_json (not JSON) or invalid_request (JSON of the wrong shape).
 func decodePredict(body []byte, req *predictRequest) *apiError {
+	// The common request (valid JSON, known fields, no escapes in the names)
+	// takes a fast path without reflection; anything else takes encoding/json,
+	// which also words the errors.
+	if json.Valid(body) {
+		fresh := *req
+		if aerr, ok := fastDecodePredict(body, req); ok {
+			return aerr
+		}
+		*req = fresh
+	}
+	return slowDecodePredict(body, req)
+}
+
+// slowDecodePredict decodes any body with encoding/json.
+func slowDecodePredict(body []byte, req *predictRequest) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(req)
@@ -66,6 +81,64 @@ func decodePredict(body []byte, req *predictRequest) *apiError {
 		aerr.msg += "; send null for a missing value"
 	}
 	return aerr
+}
+
+// fastDecodePredict decodes a valid JSON body of the usual shape. It reports
+// ok=false for anything it leaves to encoding/json: another top-level type,
+// unknown or escaped keys, names that are not plain strings.
+func fastDecodePredict(body []byte, req *predictRequest) (*apiError, bool) {
+	p := scanner{b: body}
+	p.space()
+	if !p.consume('{') {
+		return nil, false
+	}
+	for {
+		p.space()
+		if p.consume('}') {
+			break
+		}
+		key, ok := p.plainString()
+		if !ok {
+			return nil, false
+		}
+		p.space()
+		p.consume(':')
+		p.space()
+		switch key {
+		case "model_name", "model_version":
+			v, ok := p.plainString()
+			if !ok {
+				return nil, false
+			}
+			if key == "model_name" {
+				req.ModelName = v
+			} else {
+				req.ModelVersion = v
+			}
+		case "inputs":
+			start := p.i
+			p.skipValue()
+			if err := req.Inputs.UnmarshalJSON(body[start:p.i]); err != nil {
+				var de *decodeError
+				if errors.As(err, &de) {
+					return newError(de.typ, "%s", de.msg), true
+				}
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+		p.space()
+		p.consume(',')
+	}
+	p.space()
+	if p.i != len(body) {
+		return nil, false
+	}
+	if !req.Inputs.present {
+		return newError(errInvalidRequest, `the request has no "inputs": send {"inputs": [[feature values...], ...]}`), true
+	}
+	return nil, true
 }
 
 // jsonError describes a body the JSON decoder rejected.
@@ -250,6 +323,57 @@ func (p *scanner) number() (float64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// plainString reads a string without escapes; ok is false for anything else.
+func (p *scanner) plainString() (string, bool) {
+	if !p.consume('"') {
+		return "", false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		switch c := p.b[p.i]; {
+		case c == '"':
+			s := string(p.b[start:p.i])
+			p.i++
+			return s, true
+		case c == '\\' || c < 0x20:
+			return "", false
+		}
+		p.i++
+	}
+	return "", false
+}
+
+// skipValue moves past one JSON value, which must be valid.
+func (p *scanner) skipValue() {
+	depth := 0
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			for p.i < len(p.b) && p.b[p.i] != '"' {
+				if p.b[p.i] == '\\' {
+					p.i++
+				}
+				p.i++
+			}
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			if depth == 0 {
+				return
+			}
+			depth--
+		case depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			return
+		}
+		p.i++
+		if depth == 0 && (c == ']' || c == '}' || c == '"') {
+			return
+		}
+	}
 }
 
 // token reads a number token without converting it.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"testing"
 )
@@ -57,6 +59,8 @@ func FuzzDecodePredict(f *testing.F) {
 		`{"inputs": [[[1]]]}`,
 		`{"inputs": [{"a": 1}]}`,
 		`[]`, `null`, ``, `{`, `{"inputs": [[1,2]]} x`,
+		`{"model_name": "a\"b", "inputs": [[1]]}`, `{"inputs": [[1]], "inputs": [[2, 3]]}`, `{"model_name": null, "inputs": []}`,
+		` { "model_version" : "v1" , "inputs" : [ 1 , 2 ] } `,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -65,6 +69,20 @@ func FuzzDecodePredict(f *testing.F) {
 		known[typ] = true
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// The fast path, where it answers, agrees with encoding/json.
+		fast, slow := predictRequest{Inputs: rows{maxRows: 8}}, predictRequest{Inputs: rows{maxRows: 8}}
+		if json.Valid(body) {
+			if ferr, ok := fastDecodePredict(body, &fast); ok {
+				serr := slowDecodePredict(body, &slow)
+				if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.typ != serr.typ) {
+					t.Fatalf("fast path %v, encoding/json %v", ferr, serr)
+				}
+				if ferr == nil && fmt.Sprintf("%q %q %v %d %d %d", fast.ModelName, fast.ModelVersion, fast.Inputs.values, fast.Inputs.n, fast.Inputs.cols, fast.Inputs.ragged) !=
+					fmt.Sprintf("%q %q %v %d %d %d", slow.ModelName, slow.ModelVersion, slow.Inputs.values, slow.Inputs.n, slow.Inputs.cols, slow.Inputs.ragged) {
+					t.Fatalf("fast path %+v, encoding/json %+v", fast, slow)
+				}
+			}
+		}
 		req := predictRequest{Inputs: rows{maxRows: 8}}
 		if err := decodePredict(body, &req); err != nil {
 			if !known[err.typ] || err.status() < 400 || err.msg == "" {

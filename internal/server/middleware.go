@@ -83,7 +83,7 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 		method string
 		status int
 	}
-	var counters, durations sync.Map // key -> prometheus.Counter, string -> prometheus.Observer
+	var counters, durations sync.Map // key -> prometheus.Counter, string -> *metrics.SampledObserver
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := requestInfo{id: r.Header.Get("X-Request-ID"), start: s.opts.Now()}
 		if !validRequestID(info.id) {
@@ -114,9 +114,10 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 			c.(prometheus.Counter).Inc()
 			d, ok := durations.Load(method)
 			if !ok {
-				d, _ = durations.LoadOrStore(method, s.metrics.HTTPDuration.WithLabelValues(method, endpoint))
+				d, _ = durations.LoadOrStore(method, metrics.NewSampledObserver(s.metrics.HTTPDuration.WithLabelValues(method, endpoint)))
 			}
-			metrics.Observe(d.(prometheus.Observer), s.opts.Now().Sub(info.start).Seconds(), info.id)
+			end := s.opts.Now()
+			d.(*metrics.SampledObserver).ObserveAt(end.Sub(info.start).Seconds(), info.id, end)
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 
 	"math"
@@ -59,19 +60,27 @@ func checkJSONContent(r *http.Request) *apiError {
 
 // readBody reads the request body, bounded by MaxBodyBytes.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	tooLarge := newError(errBodyTooLarge, "the request body is over the limit of %d bytes", s.opts.MaxBodyBytes)
+	tooLarge := func() *apiError {
+		return newError(errBodyTooLarge, "the request body is over the limit of %d bytes", s.opts.MaxBodyBytes)
+	}
 	if r.ContentLength > s.opts.MaxBodyBytes {
-		return nil, tooLarge
+		return nil, tooLarge()
+	}
+	if r.ContentLength >= 0 {
+		// The length is known (and net/http holds the body to it): one
+		// allocation of the right size.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, newError(errCanceled, "reading the request body failed: %v", err)
+		}
+		return body, nil
 	}
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1)
-	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, tooLarge
+		return nil, tooLarge()
 	case err != nil:
 		return nil, newError(errCanceled, "reading the request body failed: %v", err)
 	}
@@ -253,7 +262,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 	ser.Stages[metrics.StagePreprocess].Observe(t1.Sub(t0).Seconds())
 	ser.Stages[metrics.StageInfer].Observe(infer.Seconds())
 	ser.Stages[metrics.StagePostprocess].Observe(t3.Sub(t2).Seconds())
-	metrics.Observe(ser.PredictionDuration, t3.Sub(t0).Seconds(), info.id)
+	ser.PredictionDuration.ObserveAt(t3.Sub(t0).Seconds(), info.id, t3)
 	return out, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,8 @@ type Options struct {
 	Drift *drift.Monitor
 	// Feedback, if set, keeps classifier predictions for POST /feedback.
 	Feedback *feedback.Store
+	// EnablePprof serves Go's profiler under /debug/pprof/.
+	EnablePprof bool
 	// SeparateMetrics leaves /metrics out of the API's routes, for a server
 	// that serves MetricsRoutes on a listener of its own.
 	SeparateMetrics bool
@@ -56,7 +59,7 @@ type Options struct {
 	// Info is added to the service information that GET / answers.
 	Info map[string]any
 	// NewRequestID makes the id of a request that brings no valid
-	// X-Request-ID header (default: 26 random base32 characters).
+	// X-Request-ID header (default: a random per-process prefix and a counter).
 	NewRequestID func() string
 }
 
@@ -95,7 +98,7 @@ func New(opts Options) *Server {
 		opts.MaxInFlight = 1024
 	}
 	if opts.NewRequestID == nil {
-		opts.NewRequestID = rand.Text
+		opts.NewRequestID = requestIDs()
 	}
 	s := &Server{
 		opts:     opts,
@@ -107,6 +110,20 @@ func New(opts Options) *Server {
 	}
 	s.handler = s.routes()
 	return s
+}
+
+// requestIDs returns a generator of request ids: a random prefix drawn once
+// per process (12 base32 characters, 60 bits) and a counter, so that ids are
+// unique across replicas and cheap to make.
+func requestIDs() func() string {
+	prefix := rand.Text()[:12]
+	var n atomic.Uint64
+	return func() string {
+		var buf [32]byte
+		b := append(buf[:0], prefix...)
+		b = append(b, '-')
+		return string(strconv.AppendUint(b, n.Add(1), 36))
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -141,6 +158,14 @@ func (s *Server) routes() http.Handler {
 	table = append(table, s.v2Routes()...)
 	if !s.opts.SeparateMetrics {
 		table = append(table, s.metricsRoute())
+	}
+	if s.opts.EnablePprof {
+		for pattern, h := range map[string]http.HandlerFunc{
+			"/debug/pprof/": pprof.Index, "/debug/pprof/profile": pprof.Profile, "/debug/pprof/trace": pprof.Trace,
+			"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/cmdline": pprof.Cmdline,
+		} {
+			table = append(table, route{pattern: pattern, endpoint: pattern, methods: map[string]http.HandlerFunc{http.MethodGet: h, http.MethodPost: h}})
+		}
 	}
 	return s.mux(table)
 }
