@@ -217,3 +217,29 @@ func TestTensorBatches(t *testing.T) {
 		t.Errorf("%d calls for 8 concurrent requests", c)
 	}
 }
+
+// BenchmarkOverhead compares one-row requests from parallel clients to a
+// cheap model, direct and through the batcher.
+func BenchmarkOverhead(b *testing.B) {
+	inner := (&doubler{}).model()
+	one := model.Batch{Rows: 1, Cols: 2, Values: []float64{1, 2}}
+	b.Run("direct", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				inner.Predict(context.Background(), one)
+			}
+		})
+	})
+	b.Run("batched", func(b *testing.B) {
+		m := Wrap(inner, Config{MaxBatchRows: 64, MaxDelay: 50 * time.Microsecond, QueueCapacity: 4096}, Observers{})
+		defer m.Close()
+		b.SetParallelism(16)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := m.Predict(context.Background(), one); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

@@ -22,6 +22,9 @@ import (
 var (
 	// LatencyBuckets resolve a sub-millisecond server: 100µs to 10s.
 	LatencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	// StageBuckets are coarser, for the three or four stage series of every
+	// model version: 100µs to 5s by factors of 2 and 5.
+	StageBuckets = []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5}
 	// SizeBuckets cover payloads from 64 bytes to 16 MiB, by powers of four.
 	SizeBuckets = prometheus.ExponentialBuckets(64, 4, 10)
 	// BatchBuckets are powers of two from 1 to 1024 rows.
@@ -104,7 +107,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			LatencyBuckets, "model_name", "model_version"),
 		StageDuration: histogram("model_stage_duration_seconds",
 			"Time successful inference requests spent in each stage (queue, preprocess, infer, postprocess).",
-			LatencyBuckets, "model_name", "model_version", "stage"),
+			StageBuckets, "model_name", "model_version", "stage"),
 		BatchSize: histogram("model_batch_size",
 			"Rows per batch executed by the model.",
 			BatchBuckets, "model_name"),

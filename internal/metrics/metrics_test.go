@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modelwatch/modelwatch/internal/model"
@@ -111,4 +114,76 @@ func TestBuildInfo(t *testing.T) {
 		return
 	}
 	t.Error("no modelwatch_build_info")
+}
+
+// BenchmarkRequestInstrumentation is every metric operation the server makes
+// for one successful one-row /predict request, with the series already
+// resolved as the server keeps them.
+func BenchmarkRequestInstrumentation(b *testing.B) {
+	m := New(prometheus.NewRegistry())
+	ser := m.ModelLoaded(fraud, time.Second)
+	httpCount := m.HTTPRequests.WithLabelValues("POST", "/predict", "200")
+	httpDur := NewSampledObserver(m.HTTPDuration.WithLabelValues("POST", "/predict"))
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		ser.Active.Inc()
+		ser.Confidence.Observe(0.93)
+		ser.Classes[1].Add(1)
+		ser.Success.Inc()
+		ser.Predictions.Add(1)
+		ser.BatchSize.Observe(1)
+		ser.Stages[StagePreprocess].Observe(0.00002)
+		ser.Stages[StageInfer].Observe(0.00001)
+		ser.Stages[StagePostprocess].Observe(0.000005)
+		ser.PredictionDuration.ObserveAt(0.00004, "req-1", now)
+		ser.Active.Dec()
+		ser.InputSize.Observe(45)
+		ser.OutputSize.Observe(250)
+		httpCount.Inc()
+		httpDur.ObserveAt(0.00005, "req-1", now)
+	}
+}
+
+// BenchmarkScrape is one scrape of /metrics with 100 models of 3 versions
+// loaded, every version having served requests, in each exposition format.
+func BenchmarkScrape(b *testing.B) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	for i := range 100 {
+		for v := 1; v <= 3; v++ {
+			meta := fraud
+			meta.Name, meta.Version = fmt.Sprintf("model_%03d", i), fmt.Sprintf("v%d", v)
+			ser := m.ModelLoaded(meta, time.Second)
+			for _, d := range []float64{0.0003, 0.002, 0.04} {
+				ser.PredictionDuration.ObserveAt(d, "req", time.Now())
+				for _, st := range ser.Stages {
+					st.Observe(d / 3)
+				}
+				ser.Confidence.Observe(0.9)
+				ser.BatchSize.Observe(4)
+				ser.InputSize.Observe(300)
+				ser.OutputSize.Observe(600)
+			}
+			m.PredictionErrors.WithLabelValues(meta.Name, "shape_mismatch").Inc()
+		}
+	}
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
+	for _, format := range []struct{ name, accept string }{
+		{"text", "text/plain"},
+		{"openmetrics", "application/openmetrics-text;version=1.0.0"},
+		{"protobuf", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"},
+	} {
+		b.Run(format.name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			req.Header.Set("Accept", format.accept)
+			var size int
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				size = rec.Body.Len()
+			}
+			b.ReportMetric(float64(size)/1024, "KiB")
+		})
+	}
 }
