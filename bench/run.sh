@@ -8,7 +8,7 @@
 # Needs Debian's wrk, python3-fastapi, python3-uvicorn, python3-prometheus-client, and Go. Prints a Markdown table:
 # requests per second, p50 and p99 latency (medians over the rounds), peak RSS (VmHWM, the largest over the rounds),
 # and the time of one /metrics scrape after the load (median of 5). Then modelwatch's p99 at half its peak rate
-# (modelwatch loadgen --rate) and its idle RSS.
+# (modelwatch loadgen --rate, 8 clients) and its idle RSS.
 set -euo pipefail
 dur=${1:-10}
 rounds=${2:-3}
@@ -87,7 +87,7 @@ sleep 2
 idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
 half=$(echo "$mw / 2" | bc)
 "$work/modelwatch" loadgen --url "http://127.0.0.1:${port[modelwatch]}" --rate "$half" --duration "${dur}s" \
-  --concurrency "$conns" --json >"$work/half.json"
+  --concurrency 8 --json >"$work/half.json"
 stop
 printf 'modelwatch at half its peak (%s req/s): %s\n' "$half" "$(tr -d '\n' <"$work/half.json")"
 printf 'modelwatch idle RSS: %.1f MiB\n' "$(echo "$idle / 1024" | bc -l)"
