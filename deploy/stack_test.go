@@ -25,6 +25,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
+	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
 )
 
 var modelwatchBin string
@@ -61,22 +62,6 @@ func TestAlertmanagerConfig(t *testing.T) {
 			t.Errorf("%s goes to %q, want %s", labels, got, want)
 		}
 	}
-}
-
-// onnxLibrary finds libonnxruntime.so, which the fault injection's model needs.
-func onnxLibrary(t *testing.T) string {
-	if p := os.Getenv("MODELWATCH_ONNXRUNTIME_LIBRARY"); p != "" {
-		return p
-	}
-	if m, _ := filepath.Glob("../.cache/onnxruntime/*/libonnxruntime.so.1"); len(m) > 0 {
-		p, _ := filepath.Abs(m[len(m)-1])
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
-	}
-	t.Skip("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
-	return ""
 }
 
 // webhook collects what Alertmanager sends.
@@ -171,7 +156,7 @@ var forDuration = regexp.MustCompile(`(?m)^(\s+for:) \S+$`)
 // Pushgateway and node-exporter, on loopback ports, with only addresses and
 // intervals rewritten.
 func TestStack(t *testing.T) {
-	lib := onnxLibrary(t)
+	lib := onnxtest.Library(t)
 	nodeExporter := tool(t, "prometheus-node-exporter", "prometheus-node-exporter")
 	pushgateway := tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
 	alertmanager := tool(t, "prometheus-alertmanager", "prometheus-alertmanager")

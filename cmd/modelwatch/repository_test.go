@@ -13,26 +13,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
 )
 
-// onnxLibrary finds libonnxruntime.so for the binary: $MODELWATCH_ONNXRUNTIME_LIBRARY
-// or what scripts/fetch-onnxruntime.sh put in .cache/. Under CI=true a
-// missing library fails the test.
-func onnxLibrary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("MODELWATCH_ONNXRUNTIME_LIBRARY"); p != "" {
-		return p
-	}
-	if m, _ := filepath.Glob("../../.cache/onnxruntime/*/libonnxruntime.so.1"); len(m) > 0 {
-		p, _ := filepath.Abs(m[len(m)-1])
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
-	}
-	t.Skip("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh")
-	return ""
-}
+func onnxLibrary(t *testing.T) string { return onnxtest.Library(t) }
 
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()

@@ -14,27 +14,10 @@ import (
 	"time"
 
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
 )
 
-// library finds libonnxruntime.so for the tests: $MODELWATCH_ONNXRUNTIME_LIBRARY,
-// or what scripts/fetch-onnxruntime.sh put in .cache/. Under CI=true a
-// missing library fails the test.
-func library(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv(LibraryEnv); p != "" {
-		return p
-	}
-	matches, _ := filepath.Glob("../../../.cache/onnxruntime/*/libonnxruntime.so.1")
-	if len(matches) > 0 {
-		p, _ := filepath.Abs(matches[len(matches)-1])
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh or set %s", LibraryEnv)
-	}
-	t.Skipf("no ONNX Runtime library: run scripts/fetch-onnxruntime.sh or set %s", LibraryEnv)
-	return ""
-}
+func library(t testing.TB) string { return onnxtest.Library(t) }
 
 func loadFixture(t testing.TB, name string, meta model.Metadata) *Model {
 	t.Helper()
