@@ -6,14 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/onnx"
-	"github.com/modelwatch/modelwatch/internal/model/xgboost"
 	"github.com/modelwatch/modelwatch/models"
 )
 
@@ -43,32 +41,12 @@ func (m *Main) profile(ctx context.Context, args []string) error {
 	if *data == "" {
 		return &usageError{errors.New("--data is required")}
 	}
-	if *ortLib != "" {
-		if err := onnx.Init(*ortLib); err != nil {
-			return err
-		}
-	}
-	var fsys fs.FS = models.FS
-	if *repo != "" {
-		fsys = os.DirFS(*repo)
-	} else if *out == "" {
+	if *repo == "" && *out == "" {
 		return &usageError{errors.New("--out is required for an embedded model")}
 	}
-	loaded, _, err := model.LoadDir(fsys, *name, []model.Runtime{xgboost.Runtime, onnx.Runtime})
+	mdl, err := loadModel(*repo, *name, *version, *ortLib)
 	if err != nil {
 		return err
-	}
-	var mdl model.Model
-	for _, l := range loaded {
-		if *version == "" || l.Version == *version {
-			if l.Err != nil {
-				return l.Err
-			}
-			mdl = l.Model // the last is the latest
-		}
-	}
-	if mdl == nil {
-		return fmt.Errorf("model %s has no version %q", *name, *version)
 	}
 	defer mdl.Close()
 	meta := mdl.Metadata()

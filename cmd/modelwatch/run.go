@@ -50,6 +50,7 @@ Usage:
   modelwatch serve [flags]     run the inference server (modelwatch serve --help lists the flags)
   modelwatch loadgen [flags]   send traffic to a server and report rate and latency
   modelwatch profile [flags]   write a model's training profile for drift monitoring
+  modelwatch batch [flags]     score a file with a model and push the job's metrics to a Pushgateway
   modelwatch version [--json]  print the build information
 `
 
@@ -68,6 +69,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.loadgen(ctx, args[1:])
 	case "profile":
 		return m.profile(ctx, args[1:])
+	case "batch":
+		return m.batchJob(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
