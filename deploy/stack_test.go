@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -443,4 +444,99 @@ func startPrometheusAt(t *testing.T, addr, cfg string, features ...string) *prom
 	p := &prometheusServer{url: "http://" + addr, proc: startProc(t, bin, args...)}
 	waitHTTP(t, p.url+"/-/ready", p.proc)
 	return p
+}
+
+// TestBatchJobThroughPushgateway runs modelwatch batch against a real
+// Pushgateway scraped by Prometheus with the shipped configuration: the job's
+// metrics arrive under the job's own labels (honor_labels), a failed run
+// keeps the last success, and BatchJobOverdue fires once the job is late.
+func TestBatchJobThroughPushgateway(t *testing.T) {
+	pushgateway := tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
+	dir := t.TempDir()
+	pushAddr, promAddr := freePort(t), freePort(t)
+	push := startProc(t, pushgateway, "--web.listen-address="+pushAddr)
+	waitHTTP(t, "http://"+pushAddr+"/-/ready", push)
+
+	rulesDir := filepath.Join(dir, "rules")
+	os.MkdirAll(rulesDir, 0o755)
+	for _, f := range ruleFiles(t) {
+		b, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
+	}
+	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
+	cfg := strings.NewReplacer(
+		`"pushgateway:9091"`, `"`+pushAddr+`"`,
+		`"modelwatch:8000"`, `"127.0.0.1:1"`, `"localhost:9090"`, `"`+promAddr+`"`,
+		`"node-exporter:9100"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
+		"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
+		"/etc/prometheus/targets/*.json", filepath.Join(dir, "targets")+"/*.json",
+		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
+	).Replace(string(promCfg))
+	prom := startPrometheusAt(t, promAddr, cfg)
+
+	heldout, err := os.ReadFile("../models/fraud_model/testdata/heldout.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(dir, "rows.csv")
+	lines := strings.Split(strings.TrimSpace(string(heldout)), "\n")
+	bad := append(slices.Clone(lines[:11]), "12.5,3,not-a-number,1,2,3,0")
+	os.WriteFile(input, []byte(strings.Join(append(bad, lines[11:]...), "\n")+"\n"), 0o644)
+	batch := func(extra ...string) (int, string) {
+		args := append([]string{"batch", "--input", input, "--output", filepath.Join(dir, "out.csv"), "--pushgateway", "http://" + pushAddr,
+			"--job", "nightly_scoring", "--grouping", "team=fraud", "--expected-interval", "3s"}, extra...)
+		out, err := exec.Command(modelwatchBin, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return code, string(out)
+	}
+	code, out := batch()
+	if code != 0 || !strings.Contains(out, "line 12, column merchant_category") || !strings.Contains(out, "scored 300 rows") {
+		t.Fatalf("batch: exit %d\n%s", code, out)
+	}
+	sel := `{job="nightly_scoring",team="fraud",model_name="fraud_model",model_version="v1"}`
+	waitFor(t, "the job's metrics in Prometheus", 30*time.Second, func() (bool, string) {
+		rows, _ := prom.scalar(t, "modelwatch_batch_rows_processed"+sel)
+		failed, _ := prom.scalar(t, "modelwatch_batch_rows_failed"+sel)
+		_, ok := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+		return rows == 300 && failed == 1 && ok, fmt.Sprintf("rows %v, failed %v, success %v", rows, failed, ok)
+	})
+	success, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+
+	// A failed run pushes its failure and keeps the last success.
+	code, out = batch("--fail-on-bad-row")
+	if code != 1 {
+		t.Fatalf("failing batch: exit %d\n%s", code, out)
+	}
+	written, _ := os.ReadFile(filepath.Join(dir, "out.csv"))
+	if n := strings.Count(string(written), "\n"); n != 11 {
+		t.Errorf("the failed run kept %d lines of output, want the header and the 10 rows before the bad one", n)
+	}
+	waitFor(t, "the failure in Prometheus", 30*time.Second, func() (bool, string) {
+		_, failed := prom.scalar(t, "modelwatch_batch_last_failure_timestamp_seconds"+sel)
+		s, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+		return failed && s == success, fmt.Sprintf("failure pushed %v, success %v (was %v)", failed, s, success)
+	})
+	// Three seconds after the last success the job is late: the alert fires.
+	waitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
+		var r struct {
+			Data struct {
+				Alerts []struct {
+					Labels map[string]string `json:"labels"`
+					State  string            `json:"state"`
+				} `json:"alerts"`
+			} `json:"data"`
+		}
+		getJSON(t, prom.url+"/api/v1/alerts", &r)
+		var seen []string
+		for _, a := range r.Data.Alerts {
+			seen = append(seen, a.Labels["alertname"]+"="+a.State)
+			if a.Labels["alertname"] == "BatchJobOverdue" && a.State == "firing" && a.Labels["job"] == "nightly_scoring" {
+				return true, ""
+			}
+		}
+		return false, strings.Join(seen, ", ")
+	})
 }
