@@ -191,6 +191,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		EnablePprof:     cfg.EnablePprof,
 		RequestTimeout:  cfg.RequestTimeout,
 		Repository:      repo,
+		Gatherer:        reg,
 		Drift:           monitor,
 		Feedback:        store,
 		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,

@@ -75,3 +75,55 @@ func TestFeedbackEndpoint(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusJSON(t *testing.T) {
+	var h *harness
+	h = newHarness(t, func(o *Options) { o.Gatherer = nil })
+	h.srv.opts.Gatherer = h.reg
+	for i := range 8 {
+		row := safeRow
+		if i%4 == 0 {
+			row = fraudRow
+		}
+		h.predict(`{"inputs": [` + row + `]}`)
+	}
+	h.predict(`{"inputs": [[1]]}`) // a shape mismatch
+	rec := h.do("GET", "/status.json", "", "")
+	var s statusBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil || rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var fm modelStatus
+	for _, m := range s.Models {
+		if m.Name == "fraud_model" {
+			fm = m
+		}
+	}
+	// 8 served and 1 rejected since start: the window reaches back to start.
+	if fm.Requests != 8 || fm.Classes["fraud"] != 0.25 || fm.ErrorRatio != 1.0/9 || fm.RPS <= 0 || fm.P50 <= 0 || fm.P99 < fm.P50 || fm.State != "READY" {
+		t.Errorf("status %+v", fm)
+	}
+	if s.Requests != 8 {
+		t.Errorf("total %v", s.Requests)
+	}
+	// A browser gets the page; curl (Accept: */*) the JSON.
+	if rec := h.do("GET", "/", "", "", "Accept", "text/html,application/xhtml+xml"); !strings.Contains(rec.Body.String(), "<title>modelwatch</title>") {
+		t.Errorf("page: %.100s", rec.Body)
+	}
+	if rec := h.do("GET", "/", "", "", "Accept", "*/*"); !strings.Contains(rec.Body.String(), `"service":"modelwatch"`) {
+		t.Errorf("JSON: %.100s", rec.Body)
+	}
+	if rec := h.do("GET", "/static/uPlot.iife.min.js", "", ""); rec.Code != 200 || rec.Body.Len() < 40000 {
+		t.Errorf("uPlot: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	cur := map[string]float64{"h|0.1": 50, "h|0.2": 90, "h|0.4": 100, "h|+Inf": 100}
+	same := func(k string) float64 { return cur[k] }
+	for q, want := range map[float64]float64{0.5: 0.1, 0.7: 0.15000000000000002, 0.95: 0.30000000000000004} {
+		if got := quantile(q, cur, same, "h|"); got != want {
+			t.Errorf("quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
@@ -56,6 +58,9 @@ type Options struct {
 	// Now is the clock that times requests (default time.Now). Tests inject
 	// a clock so that observed durations are exact.
 	Now func() time.Time
+	// Gatherer is the registry the status page reads its numbers from; nil
+	// turns /status.json off.
+	Gatherer prometheus.Gatherer
 	// Info is added to the service information that GET / answers.
 	Info map[string]any
 	// NewRequestID makes the id of a request that brings no valid
@@ -73,6 +78,7 @@ type Server struct {
 	ready   atomic.Bool
 	// inFlight holds a token per inference request in progress.
 	inFlight chan struct{}
+	sampler  sampler
 	started  time.Time
 }
 
@@ -108,6 +114,8 @@ func New(opts Options) *Server {
 		started:  opts.Now(),
 		inFlight: make(chan struct{}, opts.MaxInFlight),
 	}
+	// Rates on the status page start from zero at start.
+	s.sampler.snaps = []snapshot{{at: s.started, vals: map[string]float64{}}}
 	s.handler = s.routes()
 	return s
 }
@@ -153,7 +161,9 @@ func (s *Server) routes() http.Handler {
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.feedback, false)}},
 		{pattern: "/health", endpoint: "/health", methods: getHead(s.api(s.health, false))},
 		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
-		{pattern: "/{$}", endpoint: "/", methods: getHead(s.api(s.info, false))},
+		{pattern: "/{$}", endpoint: "/", methods: getHead(s.root)},
+		{pattern: "/status.json", endpoint: "/status.json", methods: getHead(s.api(s.status, false))},
+		{pattern: "/static/", endpoint: "/static/", methods: getHead(s.page)},
 	}
 	table = append(table, s.v2Routes()...)
 	if !s.opts.SeparateMetrics {
@@ -304,6 +314,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 	writeJSON(w, status, body)
 }
 
+// root answers GET /: the status page for a browser, service information as
+// JSON otherwise.
+func (s *Server) root(w http.ResponseWriter, r *http.Request) {
+	if wantsHTML(r) {
+		page, _ := web.ReadFile("web/index.html")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(page)
+		return
+	}
+	s.api(s.info, false)(w, r)
+}
+
 // isReady reports whether the server takes traffic.
 func (s *Server) isReady() bool {
 	return s.ready.Load() && (s.opts.Repository == nil || s.opts.Repository.Ready())
@@ -366,7 +389,7 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		"default_model":  s.models.DefaultModel(),
 		"models":         models,
 		"endpoints": []string{
-			"POST /predict", "POST /feedback", "GET /health", "GET /ready", "GET /metrics", "GET /",
+			"POST /predict", "POST /feedback", "GET /status.json", "GET /health", "GET /ready", "GET /metrics", "GET /",
 			"GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model}[/versions/{version}]",
 			"GET /v2/models/{model}[/versions/{version}]/ready", "POST /v2/models/{model}[/versions/{version}]/infer",
 			"POST /v2/repository/index", "POST /v2/repository/models/{model}/load", "POST /v2/repository/models/{model}/unload",
