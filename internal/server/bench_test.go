@@ -68,3 +68,27 @@ func benchmarkPredict(b *testing.B, quality bool) {
 		})
 	}
 }
+
+// BenchmarkStatusAgainstScrape compares GET /status.json with GET /metrics on
+// the same server: the status page must cost no more than a scrape.
+func BenchmarkStatusAgainstScrape(b *testing.B) {
+	h := newHarness(&testing.T{}, func(o *Options) { o.Now = time.Now })
+	h.srv.opts.Gatherer = h.reg
+	for range 100 {
+		req := httptest.NewRequest(http.MethodPost, "/predict", strings.NewReader(`{"inputs": [`+safeRow+`]}`))
+		req.Header.Set("Content-Type", "application/json")
+		h.srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	for _, path := range []string{"/metrics", "/status.json"} {
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+				if rec.Code != 200 {
+					b.Fatal(rec.Code)
+				}
+			}
+		})
+	}
+}
