@@ -1,0 +1,115 @@
+//go:build cgo
+
+package deploy_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelwatch/modelwatch/internal/loadgen"
+)
+
+// TestThreeReplicas runs three modelwatch replicas found through file_sd by a
+// Prometheus with the shipped configuration and rules. The aggregated queries
+// and recording rules must equal the traffic sent to all three; when one
+// replica stops, only its ModelwatchDown alert fires and the others' numbers
+// stay right.
+func TestThreeReplicas(t *testing.T) {
+	dir := t.TempDir()
+	var addrs []string
+	var procs []*proc
+	for range 3 {
+		addr := freePort(t)
+		p := startProc(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
+		waitHTTP(t, "http://"+addr+"/ready", p)
+		addrs, procs = append(addrs, addr), append(procs, p)
+	}
+	targets := filepath.Join(dir, "targets")
+	os.MkdirAll(targets, 0o755)
+	var group []map[string]any
+	for i, a := range addrs {
+		group = append(group, map[string]any{"targets": []string{a}, "labels": map[string]string{"replica": fmt.Sprint(i)}})
+	}
+	b, _ := json.Marshal(group)
+	os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
+
+	rulesDir := filepath.Join(dir, "rules")
+	os.MkdirAll(rulesDir, 0o755)
+	for _, f := range ruleFiles(t) {
+		b, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
+	}
+	promAddr := freePort(t)
+	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
+	// The static modelwatch target is dropped: the replicas come from file_sd.
+	cfg := strings.NewReplacer(
+		`      - targets: ["modelwatch:8000"]`+"\n", "      - targets: []\n",
+		`"localhost:9090"`, `"`+promAddr+`"`,
+		`"node-exporter:9100"`, `"127.0.0.1:1"`, `"pushgateway:9091"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
+		"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
+		"/etc/prometheus/targets/*.json", targets+"/*.json",
+		"refresh_interval: 30s", "refresh_interval: 1s",
+		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
+	).Replace(string(promCfg))
+	if strings.Contains(cfg, "modelwatch:8000") {
+		t.Fatal("the static target was not removed")
+	}
+	prom := startPrometheusAt(t, promAddr, cfg)
+	waitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
+		n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
+		return n == 3, fmt.Sprintf("%v up", n)
+	})
+
+	// Known traffic: 100, 200 and 300 requests of 2 rows.
+	sent := 0
+	for i, a := range addrs {
+		res, err := loadgen.Run(context.Background(), loadgen.Config{URL: "http://" + a, Requests: 100 * (i + 1), Batch: 2, Seed: uint64(i)}, nil)
+		if err != nil || res.OK != 100*(i+1) {
+			t.Fatalf("replica %d: %v %+v", i, err, res)
+		}
+		sent += res.OK
+	}
+	waitFor(t, "the totals across replicas", 30*time.Second, func() (bool, string) {
+		reqs, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
+		rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
+		byReplica, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success",replica="2"})`)
+		_, recorded := prom.scalar(t, `model:requests:rate5m{model_name="fraud_model"}`)
+		return reqs == float64(sent) && rows == float64(2*sent) && byReplica == 300 && recorded,
+			fmt.Sprintf("requests %v, rows %v, replica 2 %v, recorded %v; sent %d", reqs, rows, byReplica, recorded, sent)
+	})
+	// The recording rule aggregates the replicas into one series per model version.
+	if n, _ := prom.query(`model:requests:rate5m{model_name="fraud_model",model_version="v1"}`); n != 1 {
+		t.Errorf("model:requests:rate5m has %d series for fraud_model v1, want one across replicas", n)
+	}
+
+	// Replica 1 stops: only its ModelwatchDown fires; the others' totals stay.
+	procs[1].stop()
+	waitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
+		var r struct {
+			Data struct {
+				Alerts []struct {
+					Labels map[string]string `json:"labels"`
+					State  string            `json:"state"`
+				} `json:"alerts"`
+			} `json:"data"`
+		}
+		getJSON(t, prom.url+"/api/v1/alerts", &r)
+		var down []string
+		for _, a := range r.Data.Alerts {
+			if a.Labels["alertname"] == "ModelwatchDown" && a.State == "firing" {
+				down = append(down, a.Labels["instance"])
+			}
+		}
+		return len(down) == 1 && down[0] == addrs[1], fmt.Sprintf("firing for %v", down)
+	})
+	live, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"} and on (instance) (up == 1))`)
+	if live != 100+300 {
+		t.Errorf("requests of the live replicas %v, want 400", live)
+	}
+}
