@@ -39,12 +39,7 @@ func TestThreeReplicas(t *testing.T) {
 	b, _ := json.Marshal(group)
 	os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
 
-	rulesDir := filepath.Join(dir, "rules")
-	os.MkdirAll(rulesDir, 0o755)
-	for _, f := range ruleFiles(t) {
-		b, _ := os.ReadFile(f)
-		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
-	}
+	rulesDir := shippedRules(t, dir)
 	promAddr := freePort(t)
 	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
 	// The static modelwatch target is dropped: the replicas come from file_sd.
@@ -91,21 +86,7 @@ func TestThreeReplicas(t *testing.T) {
 	// Replica 1 stops: only its ModelwatchDown fires; the others' totals stay.
 	procs[1].stop()
 	waitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
-		var r struct {
-			Data struct {
-				Alerts []struct {
-					Labels map[string]string `json:"labels"`
-					State  string            `json:"state"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		getJSON(t, prom.url+"/api/v1/alerts", &r)
-		var down []string
-		for _, a := range r.Data.Alerts {
-			if a.Labels["alertname"] == "ModelwatchDown" && a.State == "firing" {
-				down = append(down, a.Labels["instance"])
-			}
-		}
+		down := prom.firing(t, "ModelwatchDown", "instance")
 		return len(down) == 1 && down[0] == addrs[1], fmt.Sprintf("firing for %v", down)
 	})
 	live, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"} and on (instance) (up == 1))`)

@@ -152,6 +152,39 @@ func (p *prometheusServer) scalar(t *testing.T, expr string) (float64, bool) {
 
 var forDuration = regexp.MustCompile(`(?m)^(\s+for:) \S+$`)
 
+// shippedRules copies the shipped rule files into dir/rules with every
+// `for:` shortened to 2s, and returns the directory.
+func shippedRules(t *testing.T, dir string) string {
+	t.Helper()
+	rulesDir := filepath.Join(dir, "rules")
+	os.MkdirAll(rulesDir, 0o755)
+	for _, f := range ruleFiles(t) {
+		b, _ := os.ReadFile(f)
+		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
+	}
+	return rulesDir
+}
+
+// firing returns the value of label of every firing alert called name.
+func (p *prometheusServer) firing(t *testing.T, name, label string) []string {
+	var r struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	getJSON(t, p.url+"/api/v1/alerts", &r)
+	var out []string
+	for _, a := range r.Data.Alerts {
+		if a.Labels["alertname"] == name && a.State == "firing" {
+			out = append(out, a.Labels[label])
+		}
+	}
+	return out
+}
+
 // TestStack runs the shipped configuration against the real components:
 // modelwatch (and a second target with fake GPUs), Prometheus, Alertmanager,
 // Pushgateway and node-exporter, on loopback ports, with only addresses and
@@ -210,12 +243,7 @@ func TestStack(t *testing.T) {
 	waitHTTP(t, "http://"+amAddr+"/-/ready", am)
 
 	// Rules: the shipped files, with every `for:` shortened to 2s.
-	rulesDir := filepath.Join(dir, "rules")
-	os.MkdirAll(rulesDir, 0o755)
-	for _, f := range ruleFiles(t) {
-		b, _ := os.ReadFile(f)
-		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
-	}
+	rulesDir := shippedRules(t, dir)
 	promCfg, err := os.ReadFile("prometheus/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -457,12 +485,7 @@ func TestBatchJobThroughPushgateway(t *testing.T) {
 	push := startProc(t, pushgateway, "--web.listen-address="+pushAddr)
 	waitHTTP(t, "http://"+pushAddr+"/-/ready", push)
 
-	rulesDir := filepath.Join(dir, "rules")
-	os.MkdirAll(rulesDir, 0o755)
-	for _, f := range ruleFiles(t) {
-		b, _ := os.ReadFile(f)
-		os.WriteFile(filepath.Join(rulesDir, filepath.Base(f)), forDuration.ReplaceAll(b, []byte("$1 2s")), 0o644)
-	}
+	rulesDir := shippedRules(t, dir)
 	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
 	cfg := strings.NewReplacer(
 		`"pushgateway:9091"`, `"`+pushAddr+`"`,
@@ -521,22 +544,7 @@ func TestBatchJobThroughPushgateway(t *testing.T) {
 	})
 	// Three seconds after the last success the job is late: the alert fires.
 	waitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
-		var r struct {
-			Data struct {
-				Alerts []struct {
-					Labels map[string]string `json:"labels"`
-					State  string            `json:"state"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		getJSON(t, prom.url+"/api/v1/alerts", &r)
-		var seen []string
-		for _, a := range r.Data.Alerts {
-			seen = append(seen, a.Labels["alertname"]+"="+a.State)
-			if a.Labels["alertname"] == "BatchJobOverdue" && a.State == "firing" && a.Labels["job"] == "nightly_scoring" {
-				return true, ""
-			}
-		}
-		return false, strings.Join(seen, ", ")
+		jobs := prom.firing(t, "BatchJobOverdue", "job")
+		return slices.Contains(jobs, "nightly_scoring"), fmt.Sprint(jobs)
 	})
 }
