@@ -5,10 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -130,13 +132,16 @@ func (m *Main) batchJob(ctx context.Context, args []string) error {
 			showProgress = true
 		}
 	}
+	var inputSize int64
+	if st, err := in.Stat(); err == nil {
+		inputSize = st.Size()
+	}
+	counted := &countingReader{r: in}
 	opts := batch.Options{Model: mdl, Format: *format, BatchSize: *size, FailOnBadRow: *failBad}
 	if showProgress {
-		opts.Progress = func(r batch.Report) {
-			fmt.Fprintf(m.Stderr, "\r%d rows scored, %d bad, %.0f rows/s ", r.Rows, r.Failed, float64(r.Rows)/max(r.Duration.Seconds(), 1e-9))
-		}
+		opts.Progress = func(r batch.Report) { fmt.Fprint(m.Stderr, "\r"+progressBar(counted.n.Load(), inputSize, r)) }
 	}
-	rep, runErr := batch.Run(ctx, in, out, opts)
+	rep, runErr := batch.Run(ctx, counted, out, opts)
 	if cerr := out.Close(); runErr == nil {
 		runErr = cerr
 	}
@@ -160,6 +165,32 @@ func (m *Main) batchJob(ctx context.Context, args []string) error {
 		}
 	}
 	return runErr
+}
+
+// countingReader counts the bytes read through it, for the progress bar.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// progressBar draws the share of the input read (as far as the reader's
+// buffer has gone), the rows scored and the rate.
+func progressBar(read, size int64, r batch.Report) string {
+	const width = 30
+	share := 0.0
+	if size > 0 {
+		share = min(float64(read)/float64(size), 1)
+	}
+	filled := int(share * width)
+	return fmt.Sprintf("[%s%s] %3.0f%%  %d rows scored, %d bad, %.0f rows/s ",
+		strings.Repeat("#", filled), strings.Repeat("-", width-filled), 100*share, r.Rows, r.Failed,
+		float64(r.Rows)/max(r.Duration.Seconds(), 1e-9))
 }
 
 // pushJob sends the run's metrics. A success replaces the job's group; a
