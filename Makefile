@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 ONNXRUNTIME_VERSION ?= 1.24.1
 ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
 
-.PHONY: all build test fmt-check vet race nocgo fuzz bench fixtures clean onnxruntime
+.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-rules
 
 all: build
 
@@ -13,8 +13,9 @@ build:
 	$(GO) build -o bin/modelwatch ./cmd/modelwatch
 
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
-## a build without cgo, and a short fuzzing run of every request decoder.
-test: onnxruntime fmt-check vet race nocgo fuzz
+## a build without cgo, a short fuzzing run of every request decoder, and the
+## Helm chart's tests.
+test: onnxruntime fmt-check vet race nocgo fuzz chart
 
 ## onnxruntime: ONNX Runtime's shared library for the tests, from the
 ## onnxruntime-node npm package (npm pack; needs npm).
@@ -39,6 +40,17 @@ nocgo:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePredict$$' -fuzztime $(FUZZTIME) ./internal/server
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeV2$$' -fuzztime $(FUZZTIME) ./internal/server
+
+## chart: the Helm chart, prometheus-adapter rules and Kubernetes scrape job
+## (deploy/helm, a module of its own so Helm's libraries stay out of the server's).
+chart:
+	cd deploy/helm && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## chart-rules: copy deploy/prometheus/rules into the chart, which cannot read
+## files outside itself; the chart's tests fail while the copies differ.
+chart-rules:
+	rm -f deploy/helm/modelwatch/files/rules/*.yml
+	cp deploy/prometheus/rules/*.yml deploy/helm/modelwatch/files/rules/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -10,44 +10,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modelwatch/modelwatch/internal/testenv"
 )
-
-// tool finds a command-line tool; under CI=true a missing one fails the test.
-func tool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed (Debian package %s); CI must have it", name, pkg)
-		}
-		t.Skipf("%s not installed (Debian package %s)", name, pkg)
-	}
-	return p
-}
-
-func run(t *testing.T, dir, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 type ruleFile struct {
 	Groups []struct {
@@ -74,9 +48,9 @@ func ruleFiles(t *testing.T) []string {
 // and holds every alert to the project's standard: a severity, a summary, a
 // description, a runbook section in docs/RUNBOOK.md, and a unit test.
 func TestRules(t *testing.T) {
-	promtool := tool(t, "promtool", "prometheus")
+	promtool := testenv.Tool(t, "promtool", "prometheus")
 	files := ruleFiles(t)
-	run(t, ".", promtool, append([]string{"check", "rules"}, files...)...)
+	testenv.Run(t, ".", promtool, append([]string{"check", "rules"}, files...)...)
 
 	tests, _ := filepath.Glob("prometheus/tests/*.test.yml")
 	if len(tests) == 0 {
@@ -84,7 +58,7 @@ func TestRules(t *testing.T) {
 	}
 	var testText bytes.Buffer
 	for _, f := range tests {
-		run(t, filepath.Dir(f), promtool, "test", "rules", filepath.Base(f))
+		testenv.Run(t, filepath.Dir(f), promtool, "test", "rules", filepath.Base(f))
 		b, _ := os.ReadFile(f)
 		testText.Write(b)
 	}
@@ -128,81 +102,9 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// proc is a component the test runs: a Debian package's binary or modelwatch.
-type proc struct {
-	cmd *exec.Cmd
-	log *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// startProc runs bin with args until the test ends.
-func startProc(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), log: &syncBuffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.stop() })
-	return p
-}
-
-func (p *proc) stop() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-	}
-}
-
-// waitHTTP waits until url answers 200.
-func waitHTTP(t *testing.T, url string, p *proc) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer within 30s:\n%s", url, p.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // prometheusServer is a running Prometheus from Debian's package.
 type prometheusServer struct {
-	url string
-	*proc
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	*testenv.Prometheus
 }
 
 type queryResult struct {
@@ -215,7 +117,7 @@ type queryResult struct {
 
 // query runs an instant query and returns the number of series it answered.
 func (p *prometheusServer) query(expr string) (int, error) {
-	resp, err := http.Get(p.url + "/api/v1/query?query=" + url.QueryEscape(expr))
+	resp, err := http.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape(expr))
 	if err != nil {
 		return 0, err
 	}

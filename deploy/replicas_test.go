@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelwatch/modelwatch/internal/loadgen"
+	"github.com/modelwatch/modelwatch/internal/testenv"
 )
 
 // TestThreeReplicas runs three modelwatch replicas found through file_sd by a
@@ -23,11 +24,11 @@ import (
 func TestThreeReplicas(t *testing.T) {
 	dir := t.TempDir()
 	var addrs []string
-	var procs []*proc
+	var procs []*testenv.Proc
 	for range 3 {
-		addr := freePort(t)
-		p := startProc(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
-		waitHTTP(t, "http://"+addr+"/ready", p)
+		addr := testenv.FreePort(t)
+		p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
+		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 		addrs, procs = append(addrs, addr), append(procs, p)
 	}
 	targets := filepath.Join(dir, "targets")
@@ -40,7 +41,7 @@ func TestThreeReplicas(t *testing.T) {
 	os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
 
 	rulesDir := shippedRules(t, dir)
-	promAddr := freePort(t)
+	promAddr := testenv.FreePort(t)
 	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
 	// The static modelwatch target is dropped: the replicas come from file_sd.
 	cfg := strings.NewReplacer(
@@ -56,7 +57,7 @@ func TestThreeReplicas(t *testing.T) {
 		t.Fatal("the static target was not removed")
 	}
 	prom := startPrometheusAt(t, promAddr, cfg)
-	waitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
 		n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
 		return n == 3, fmt.Sprintf("%v up", n)
 	})
@@ -70,7 +71,7 @@ func TestThreeReplicas(t *testing.T) {
 		}
 		sent += res.OK
 	}
-	waitFor(t, "the totals across replicas", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the totals across replicas", 30*time.Second, func() (bool, string) {
 		reqs, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
 		rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
 		byReplica, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success",replica="2"})`)
@@ -84,8 +85,8 @@ func TestThreeReplicas(t *testing.T) {
 	}
 
 	// Replica 1 stops: only its ModelwatchDown fires; the others' totals stay.
-	procs[1].stop()
-	waitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
+	procs[1].Stop()
+	testenv.WaitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
 		down := prom.firing(t, "ModelwatchDown", "instance")
 		return len(down) == 1 && down[0] == addrs[1], fmt.Sprintf("firing for %v", down)
 	})

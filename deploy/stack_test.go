@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,6 +26,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
 	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
+	"github.com/modelwatch/modelwatch/internal/testenv"
 )
 
 var modelwatchBin string
@@ -36,11 +36,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	modelwatchBin = filepath.Join(dir, "modelwatch")
-	build := exec.Command("go", "build", "-o", modelwatchBin, "../cmd/modelwatch")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build modelwatch:", err)
+	modelwatchBin, err = testenv.BuildModelwatch("..", dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -51,14 +49,14 @@ func TestMain(m *testing.M) {
 // TestAlertmanagerConfig checks the configuration with amtool and that each
 // severity reaches its receiver.
 func TestAlertmanagerConfig(t *testing.T) {
-	amtool := tool(t, "amtool", "prometheus-alertmanager")
-	run(t, ".", amtool, "check-config", "alertmanager/alertmanager.yml")
+	amtool := testenv.Tool(t, "amtool", "prometheus-alertmanager")
+	testenv.Run(t, ".", amtool, "check-config", "alertmanager/alertmanager.yml")
 	for labels, want := range map[string]string{
 		"severity=critical": "pager",
 		"severity=warning":  "team",
 		"severity=info":     "team",
 	} {
-		out := strings.Split(strings.TrimSpace(run(t, ".", amtool, "config", "routes", "test", "--config.file=alertmanager/alertmanager.yml", "alertname=X", labels)), "\n")
+		out := strings.Split(strings.TrimSpace(testenv.Run(t, ".", amtool, "config", "routes", "test", "--config.file=alertmanager/alertmanager.yml", "alertname=X", labels)), "\n")
 		if got := out[len(out)-1]; got != want { // amtool may print a warning first
 			t.Errorf("%s goes to %q, want %s", labels, got, want)
 		}
@@ -103,35 +101,6 @@ func (w *webhook) received(entry string) bool {
 	return false
 }
 
-// waitFor polls ok for up to timeout.
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		done, state := ok()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-func getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("GET %s: %v: %s", u, err, b)
-	}
-}
-
 // scalar runs an instant query and returns the value of its single series.
 func (p *prometheusServer) scalar(t *testing.T, expr string) (float64, bool) {
 	var r struct {
@@ -141,7 +110,7 @@ func (p *prometheusServer) scalar(t *testing.T, expr string) (float64, bool) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	getJSON(t, p.url+"/api/v1/query?query="+url.QueryEscape(expr), &r)
+	testenv.GetJSON(t, p.URL+"/api/v1/query?query="+url.QueryEscape(expr), &r)
 	if len(r.Data.Result) != 1 {
 		return 0, false
 	}
@@ -175,7 +144,7 @@ func (p *prometheusServer) firing(t *testing.T, name, label string) []string {
 			} `json:"alerts"`
 		} `json:"data"`
 	}
-	getJSON(t, p.url+"/api/v1/alerts", &r)
+	testenv.GetJSON(t, p.URL+"/api/v1/alerts", &r)
 	var out []string
 	for _, a := range r.Data.Alerts {
 		if a.Labels["alertname"] == name && a.State == "firing" {
@@ -191,9 +160,9 @@ func (p *prometheusServer) firing(t *testing.T, name, label string) []string {
 // intervals rewritten.
 func TestStack(t *testing.T) {
 	lib := onnxtest.Library(t)
-	nodeExporter := tool(t, "prometheus-node-exporter", "prometheus-node-exporter")
-	pushgateway := tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
-	alertmanager := tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	nodeExporter := testenv.Tool(t, "prometheus-node-exporter", "prometheus-node-exporter")
+	pushgateway := testenv.Tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
+	alertmanager := testenv.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	dir := t.TempDir()
 
 	// modelwatch, with a model whose inference fails on out-of-range input,
@@ -202,9 +171,9 @@ func TestStack(t *testing.T) {
 	os.MkdirAll(filepath.Join(repo, "faulty/1"), 0o755)
 	data, _ := os.ReadFile("../internal/model/onnx/testdata/two_inputs.onnx")
 	os.WriteFile(filepath.Join(repo, "faulty/1/model.onnx"), data, 0o644)
-	mwAddr := freePort(t)
-	mw := startProc(t, modelwatchBin, "serve", "--listen-address", mwAddr, "--model-repository", repo, "--onnxruntime-library", lib)
-	waitHTTP(t, "http://"+mwAddr+"/ready", mw)
+	mwAddr := testenv.FreePort(t)
+	mw := testenv.Start(t, modelwatchBin, "serve", "--listen-address", mwAddr, "--model-repository", repo, "--onnxruntime-library", lib)
+	testenv.WaitHTTP(t, "http://"+mwAddr+"/ready", mw)
 
 	// A second modelwatch target whose GPU metrics come from go-nvml's mock,
 	// so the GPU panels and rules have data on a machine without a GPU.
@@ -217,12 +186,12 @@ func TestStack(t *testing.T) {
 	gpuTarget := httptest.NewServer(promhttp.HandlerFor(gpuReg, promhttp.HandlerOpts{}))
 	defer gpuTarget.Close()
 
-	nodeAddr, pushAddr, amAddr, promAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	nodeAddr, pushAddr, amAddr, promAddr := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	// Only the collectors the rules and dashboards read: a full collection can
 	// take longer than the test's 1s scrape interval on a busy CI machine.
-	node := startProc(t, nodeExporter, "--web.listen-address="+nodeAddr, "--collector.disable-defaults",
+	node := testenv.Start(t, nodeExporter, "--web.listen-address="+nodeAddr, "--collector.disable-defaults",
 		"--collector.cpu", "--collector.meminfo", "--collector.uname", "--collector.loadavg")
-	push := startProc(t, pushgateway, "--web.listen-address="+pushAddr)
+	push := testenv.Start(t, pushgateway, "--web.listen-address="+pushAddr)
 	hook := &webhook{}
 	hookServer := httptest.NewServer(hook)
 	defer hookServer.Close()
@@ -236,11 +205,11 @@ func TestStack(t *testing.T) {
 	amText := strings.ReplaceAll(string(amCfg), "http://webhook:8080", hookServer.URL)
 	amText = regexp.MustCompile(`(group_wait|group_interval): \S+`).ReplaceAllString(amText, "$1: 1s")
 	os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(amText), 0o644)
-	am := startProc(t, alertmanager, "--config.file="+filepath.Join(dir, "alertmanager.yml"), "--storage.path="+filepath.Join(dir, "am"),
+	am := testenv.Start(t, alertmanager, "--config.file="+filepath.Join(dir, "alertmanager.yml"), "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=")
-	waitHTTP(t, "http://"+nodeAddr+"/metrics", node)
-	waitHTTP(t, "http://"+pushAddr+"/-/ready", push)
-	waitHTTP(t, "http://"+amAddr+"/-/ready", am)
+	testenv.WaitHTTP(t, "http://"+nodeAddr+"/metrics", node)
+	testenv.WaitHTTP(t, "http://"+pushAddr+"/-/ready", push)
+	testenv.WaitHTTP(t, "http://"+amAddr+"/-/ready", am)
 
 	// Rules: the shipped files, with every `for:` shortened to 2s.
 	rulesDir := shippedRules(t, dir)
@@ -262,7 +231,7 @@ func TestStack(t *testing.T) {
 	prom := startPrometheusAt(t, promAddr, cfg, "exemplar-storage")
 
 	// Every target is up.
-	waitFor(t, "every target up", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "every target up", 30*time.Second, func() (bool, string) {
 		var r struct {
 			Data struct {
 				ActiveTargets []struct {
@@ -272,7 +241,7 @@ func TestStack(t *testing.T) {
 				} `json:"activeTargets"`
 			} `json:"data"`
 		}
-		getJSON(t, prom.url+"/api/v1/targets", &r)
+		testenv.GetJSON(t, prom.URL+"/api/v1/targets", &r)
 		var state []string
 		up := 0
 		for _, tg := range r.Data.ActiveTargets {
@@ -328,7 +297,7 @@ func TestStack(t *testing.T) {
 	res.Rows += drifted.Rows + 12
 
 	// Prometheus counts what loadgen sent.
-	waitFor(t, "Prometheus to count every request", 20*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "Prometheus to count every request", 20*time.Second, func() (bool, string) {
 		sent, _ := prom.scalar(t, `sum(http_requests_total{job="modelwatch",endpoint="/predict"})`)
 		ok, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
 		rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
@@ -357,7 +326,7 @@ func TestStack(t *testing.T) {
 		queries = append(queries, dashboardQueries(t, f)...)
 	}
 	var pending []dashboardQuery
-	waitFor(t, "every rule and dashboard query to return data", 60*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "every rule and dashboard query to return data", 60*time.Second, func() (bool, string) {
 		pending = pending[:0]
 		for _, q := range queries {
 			n, err := prom.query(q.expr)
@@ -385,7 +354,7 @@ func TestStack(t *testing.T) {
 		} `json:"data"`
 	}
 	end := time.Now().Add(time.Minute)
-	getJSON(t, fmt.Sprintf("%s/api/v1/query_exemplars?query=%s&start=%d&end=%d", prom.url,
+	testenv.GetJSON(t, fmt.Sprintf("%s/api/v1/query_exemplars?query=%s&start=%d&end=%d", prom.URL,
 		url.QueryEscape(`http_request_duration_seconds_bucket{job="modelwatch"}`), end.Add(-10*time.Minute).Unix(), end.Unix()), &ex)
 	ids := 0
 	for _, d := range ex.Data {
@@ -400,14 +369,14 @@ func TestStack(t *testing.T) {
 	}
 
 	// Native histograms are stored by a Prometheus with the feature on.
-	native := startPrometheusAt(t, freePort(t), fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: modelwatch\n    static_configs: [{targets: [%q]}]\n", mwAddr), "native-histograms")
-	waitFor(t, "a native histogram", 20*time.Second, func() (bool, string) {
+	native := startPrometheusAt(t, testenv.FreePort(t), fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: modelwatch\n    static_configs: [{targets: [%q]}]\n", mwAddr), "native-histograms")
+	testenv.WaitFor(t, "a native histogram", 20*time.Second, func() (bool, string) {
 		n, _ := native.scalar(t, `histogram_count(sum(http_request_duration_seconds{endpoint="/predict"}))`)
 		return n == float64(res.Sent), fmt.Sprintf("histogram_count %v, sent %d", n, res.Sent)
 	})
 
 	// The drift reaches the team's webhook.
-	waitFor(t, "ModelInputDrift at the team webhook", 60*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "ModelInputDrift at the team webhook", 60*time.Second, func() (bool, string) {
 		return hook.received("/team ModelInputDrift firing"), hook.String()
 	})
 
@@ -428,17 +397,17 @@ func TestStack(t *testing.T) {
 			t.Fatalf("fault injection answered %d", resp.StatusCode)
 		}
 	}
-	waitFor(t, "InferenceErrorBudgetBurnFast at the pager webhook", 60*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "InferenceErrorBudgetBurnFast at the pager webhook", 60*time.Second, func() (bool, string) {
 		return hook.received("/pager InferenceErrorBudgetBurnFast firing"), hook.String()
 	})
 
 	// Fault 2: the server stops. ModelwatchDown reaches the pager, and it
 	// inhibits the error-budget alert of the same job.
-	mw.stop()
-	waitFor(t, "ModelwatchDown at the pager webhook", 60*time.Second, func() (bool, string) {
+	mw.Stop()
+	testenv.WaitFor(t, "ModelwatchDown at the pager webhook", 60*time.Second, func() (bool, string) {
 		return hook.received("/pager ModelwatchDown firing"), hook.String()
 	})
-	waitFor(t, "the error-budget alert inhibited", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the error-budget alert inhibited", 30*time.Second, func() (bool, string) {
 		var alerts []struct {
 			Labels map[string]string `json:"labels"`
 			Status struct {
@@ -446,7 +415,7 @@ func TestStack(t *testing.T) {
 				InhibitedBy []string `json:"inhibitedBy"`
 			} `json:"status"`
 		}
-		getJSON(t, "http://"+amAddr+"/api/v2/alerts", &alerts)
+		testenv.GetJSON(t, "http://"+amAddr+"/api/v2/alerts", &alerts)
 		var state []string
 		for _, a := range alerts {
 			state = append(state, a.Labels["alertname"]+"="+a.Status.State)
@@ -461,17 +430,7 @@ func TestStack(t *testing.T) {
 // startPrometheusAt runs Prometheus on addr with the configuration text cfg.
 func startPrometheusAt(t *testing.T, addr, cfg string, features ...string) *prometheusServer {
 	t.Helper()
-	bin := tool(t, "prometheus", "prometheus")
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	args := []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(dir, "data"),
-		"--web.listen-address=" + addr, "--log.level=warn"}
-	if len(features) > 0 {
-		args = append(args, "--enable-feature="+strings.Join(features, ","))
-	}
-	p := &prometheusServer{url: "http://" + addr, proc: startProc(t, bin, args...)}
-	waitHTTP(t, p.url+"/-/ready", p.proc)
-	return p
+	return &prometheusServer{testenv.StartPrometheus(t, addr, cfg, features...)}
 }
 
 // TestBatchJobThroughPushgateway runs modelwatch batch against a real
@@ -479,11 +438,11 @@ func startPrometheusAt(t *testing.T, addr, cfg string, features ...string) *prom
 // metrics arrive under the job's own labels (honor_labels), a failed run
 // keeps the last success, and BatchJobOverdue fires once the job is late.
 func TestBatchJobThroughPushgateway(t *testing.T) {
-	pushgateway := tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
+	pushgateway := testenv.Tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
 	dir := t.TempDir()
-	pushAddr, promAddr := freePort(t), freePort(t)
-	push := startProc(t, pushgateway, "--web.listen-address="+pushAddr)
-	waitHTTP(t, "http://"+pushAddr+"/-/ready", push)
+	pushAddr, promAddr := testenv.FreePort(t), testenv.FreePort(t)
+	push := testenv.Start(t, pushgateway, "--web.listen-address="+pushAddr)
+	testenv.WaitHTTP(t, "http://"+pushAddr+"/-/ready", push)
 
 	rulesDir := shippedRules(t, dir)
 	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
@@ -520,7 +479,7 @@ func TestBatchJobThroughPushgateway(t *testing.T) {
 		t.Fatalf("batch: exit %d\n%s", code, out)
 	}
 	sel := `{job="nightly_scoring",team="fraud",model_name="fraud_model",model_version="v1"}`
-	waitFor(t, "the job's metrics in Prometheus", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the job's metrics in Prometheus", 30*time.Second, func() (bool, string) {
 		rows, _ := prom.scalar(t, "modelwatch_batch_rows_processed"+sel)
 		failed, _ := prom.scalar(t, "modelwatch_batch_rows_failed"+sel)
 		_, ok := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
@@ -537,13 +496,13 @@ func TestBatchJobThroughPushgateway(t *testing.T) {
 	if n := strings.Count(string(written), "\n"); n != 11 {
 		t.Errorf("the failed run kept %d lines of output, want the header and the 10 rows before the bad one", n)
 	}
-	waitFor(t, "the failure in Prometheus", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the failure in Prometheus", 30*time.Second, func() (bool, string) {
 		_, failed := prom.scalar(t, "modelwatch_batch_last_failure_timestamp_seconds"+sel)
 		s, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
 		return failed && s == success, fmt.Sprintf("failure pushed %v, success %v (was %v)", failed, s, success)
 	})
 	// Three seconds after the last success the job is late: the alert fires.
-	waitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
 		jobs := prom.firing(t, "BatchJobOverdue", "job")
 		return slices.Contains(jobs, "nightly_scoring"), fmt.Sprint(jobs)
 	})

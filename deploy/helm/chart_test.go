@@ -1,0 +1,585 @@
+package helm_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"sigs.k8s.io/yaml"
+
+	"github.com/modelwatch/modelwatch/internal/config"
+	"github.com/modelwatch/modelwatch/internal/testenv"
+)
+
+const chartDir = "modelwatch"
+
+// kubeVersion is the cluster the chart is rendered for: the oldest its
+// Chart.yaml accepts.
+const kubeVersion = "v1.30.0"
+
+// release is a rendered chart, each object decoded strictly into its
+// Kubernetes or Prometheus Operator type.
+type release struct {
+	name, namespace string
+	manifest        string
+
+	serviceAccounts []*corev1.ServiceAccount
+	services        []*corev1.Service
+	deployments     []*appsv1.Deployment
+	pdbs            []*policyv1.PodDisruptionBudget
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
+}
+
+func (r *release) count() int {
+	return len(r.serviceAccounts) + len(r.services) + len(r.deployments) + len(r.pdbs) + len(r.hpas) + len(r.serviceMonitors) + len(r.prometheusRules)
+}
+
+// codecs decode only the kinds the chart may render; strict decoding refuses
+// unknown and duplicate fields.
+var codecs = func() serializer.CodecFactory {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme, autoscalingv2.AddToScheme, monitoringv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			panic(err)
+		}
+	}
+	return serializer.NewCodecFactory(scheme, serializer.EnableStrict)
+}()
+
+// render renders the chart as `helm template` does, with the Prometheus
+// Operator's API known to the cluster, and decodes every object.
+func render(t *testing.T, name, namespace string, values map[string]any) (*release, error) {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
+	inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
+	inst.ReleaseName, inst.Namespace = name, namespace
+	inst.KubeVersion = kv
+	inst.APIVersions = chartutil.VersionSet{"monitoring.coreos.com/v1", "monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule"}
+	rel, err := inst.Run(ch, values)
+	if err != nil {
+		return nil, err
+	}
+	r := &release{name: name, namespace: namespace, manifest: rel.Manifest}
+	docs := releaseutil.SplitManifests(rel.Manifest)
+	keys := make([]string, 0, len(docs))
+	for k := range docs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		obj, gvk, err := codecs.UniversalDeserializer().Decode([]byte(docs[k]), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: strict decoding: %v\n%s", name, err, docs[k])
+		}
+		if m, ok := obj.(metav1.Object); ok && m.GetNamespace() != namespace {
+			t.Errorf("%s %s: namespace %q, want the release's %q", gvk.Kind, m.GetName(), m.GetNamespace(), namespace)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			r.serviceAccounts = append(r.serviceAccounts, o)
+		case *corev1.Service:
+			r.services = append(r.services, o)
+		case *appsv1.Deployment:
+			r.deployments = append(r.deployments, o)
+		case *policyv1.PodDisruptionBudget:
+			r.pdbs = append(r.pdbs, o)
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			r.hpas = append(r.hpas, o)
+		case *monitoringv1.ServiceMonitor:
+			r.serviceMonitors = append(r.serviceMonitors, o)
+		case *monitoringv1.PrometheusRule:
+			r.prometheusRules = append(r.prometheusRules, o)
+		default:
+			t.Fatalf("%s: unexpected kind %s", name, gvk)
+		}
+	}
+	return r, nil
+}
+
+func mustRender(t *testing.T, name, namespace string, values map[string]any) *release {
+	t.Helper()
+	r, err := render(t, name, namespace, values)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return r
+}
+
+// values parses a YAML snippet of chart values.
+func values(t *testing.T, y string) map[string]any {
+	t.Helper()
+	v := map[string]any{}
+	if err := yaml.Unmarshal([]byte(y), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestLint(t *testing.T) {
+	kv, _ := chartutil.ParseKubeVersion(kubeVersion)
+	for name, v := range map[string]map[string]any{
+		"default": nil,
+		"full":    values(t, fullValues),
+	} {
+		l := lint.AllWithKubeVersion(chartDir, v, "ml", kv)
+		for _, m := range l.Messages {
+			if m.Severity > support.InfoSev {
+				t.Errorf("%s: helm lint: %s", name, m)
+			}
+		}
+	}
+}
+
+// fullValues turns everything on, as a Prometheus Operator user with a model
+// repository on a volume would.
+const fullValues = `
+image: {tag: "1.2.3"}
+modelRepository:
+  volume:
+    persistentVolumeClaim: {claimName: models}
+  pollInterval: 10s
+embeddedModel: false
+extraArgs: [--max-in-flight=256]
+serviceMonitor:
+  enabled: true
+  labels: {release: kube-prometheus-stack}
+prometheusRule:
+  enabled: true
+  labels: {release: kube-prometheus-stack}
+autoscaling:
+  enabled: true
+  minReplicas: 3
+  maxReplicas: 12
+`
+
+func TestDefaultValues(t *testing.T) {
+	r := mustRender(t, "modelwatch", "default", nil)
+	if len(r.deployments) != 1 || len(r.services) != 1 || len(r.serviceAccounts) != 1 || len(r.pdbs) != 1 || r.count() != 4 {
+		t.Fatalf("default values render %d objects, want a ServiceAccount, Service, Deployment and PodDisruptionBudget:\n%s", r.count(), r.manifest)
+	}
+	checkRelease(t, r)
+	d := r.deployments[0]
+	if d.Name != "modelwatch" || *d.Spec.Replicas != 2 {
+		t.Errorf("Deployment %s with %d replicas, want modelwatch with 2", d.Name, *d.Spec.Replicas)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.Image != "ghcr.io/modelwatch/modelwatch:0.1.0" {
+		t.Errorf("image %s, want the appVersion's tag", c.Image)
+	}
+	cfg := serveConfig(t, c.Args)
+	if cfg.ModelRepository != "" || !cfg.EmbeddedModel || cfg.ListenAddress != ":8000" {
+		t.Errorf("default args %q: repository %q, embedded %v, listen %q; want the embedded model only on :8000", c.Args, cfg.ModelRepository, cfg.EmbeddedModel, cfg.ListenAddress)
+	}
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/tmp" {
+		t.Errorf("default mounts %+v, want only /tmp", c.VolumeMounts)
+	}
+}
+
+func TestFullValues(t *testing.T) {
+	r := mustRender(t, "fraud", "ml", values(t, fullValues))
+	if len(r.deployments) != 1 || len(r.hpas) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 || len(r.pdbs) != 1 || r.count() != 7 {
+		t.Fatalf("full values render %d objects, want a ServiceAccount, Service, Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceMonitor and PrometheusRule:\n%s", r.count(), r.manifest)
+	}
+	checkRelease(t, r)
+	d := r.deployments[0]
+	if d.Name != "fraud-modelwatch" || d.Spec.Replicas != nil {
+		t.Errorf("Deployment %s with replicas %v, want fraud-modelwatch with none (the autoscaler sets them)", d.Name, d.Spec.Replicas)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.Image != "ghcr.io/modelwatch/modelwatch:1.2.3" {
+		t.Errorf("image %s", c.Image)
+	}
+	cfg := serveConfig(t, c.Args)
+	if cfg.ModelRepository != "/models" || cfg.EmbeddedModel || cfg.PollInterval.String() != "10s" || cfg.MaxInFlight != 256 {
+		t.Errorf("args %q: repository %q, embedded %v, poll %s, max in flight %d", c.Args, cfg.ModelRepository, cfg.EmbeddedModel, cfg.PollInterval, cfg.MaxInFlight)
+	}
+	var models *corev1.Volume
+	for i, v := range d.Spec.Template.Spec.Volumes {
+		if v.Name == "models" {
+			models = &d.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	if models == nil || models.PersistentVolumeClaim == nil || models.PersistentVolumeClaim.ClaimName != "models" {
+		t.Fatalf("no models volume from the claim: %+v", d.Spec.Template.Spec.Volumes)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		if m.Name == "models" {
+			mounted = m.MountPath == cfg.ModelRepository && m.ReadOnly
+		}
+	}
+	if !mounted {
+		t.Errorf("the models volume is not mounted read-only where --model-repository points: %+v", c.VolumeMounts)
+	}
+
+	h := r.hpas[0]
+	if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas != 3 || h.Spec.MaxReplicas != 12 || len(h.Spec.Metrics) != 1 {
+		t.Fatalf("HPA %+v", h.Spec)
+	}
+	m := h.Spec.Metrics[0]
+	if m.Type != autoscalingv2.PodsMetricSourceType || m.Pods.Metric.Name != "modelwatch_active_requests" || m.Pods.Target.AverageValue.String() != "16" {
+		t.Errorf("HPA metric %+v, want pods modelwatch_active_requests averaging 16", m)
+	}
+	if r.pdbs[0].Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("PDB maxUnavailable %v", r.pdbs[0].Spec.MaxUnavailable)
+	}
+	for _, o := range []metav1.Object{r.serviceMonitors[0], r.prometheusRules[0]} {
+		if o.GetLabels()["release"] != "kube-prometheus-stack" {
+			t.Errorf("%s lacks the label its Prometheus selects: %v", o.GetName(), o.GetLabels())
+		}
+	}
+	checkRules(t, r.prometheusRules[0], nil)
+}
+
+// TestVariants renders other choices a user makes.
+func TestVariants(t *testing.T) {
+	t.Run("single replica has no disruption budget", func(t *testing.T) {
+		r := mustRender(t, "modelwatch", "ml", values(t, "replicaCount: 1"))
+		checkRelease(t, r)
+		if len(r.pdbs) != 0 {
+			t.Errorf("a PodDisruptionBudget for one replica blocks every node drain:\n%s", r.manifest)
+		}
+	})
+	t.Run("queue metric, CPU and no GPU rules", func(t *testing.T) {
+		r := mustRender(t, "churn", "ml", values(t, `
+autoscaling: {enabled: true, metric: modelwatch_queue_size, targetAverageValue: "4", targetCPUUtilizationPercentage: 80}
+prometheusRule: {enabled: true, disabledGroups: [modelwatch-gpu-recording, modelwatch-gpu-alerts]}
+prometheusScrapeAnnotations: false
+spreadAcrossNodes: false
+serviceAccount: {create: false}
+env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
+`))
+		checkRelease(t, r)
+		if len(r.hpas) != 1 || len(r.hpas[0].Spec.Metrics) != 2 {
+			t.Fatalf("HPA: %s", r.manifest)
+		}
+		pods, cpu := r.hpas[0].Spec.Metrics[0], r.hpas[0].Spec.Metrics[1]
+		if pods.Pods.Metric.Name != "modelwatch_queue_size" || pods.Pods.Target.AverageValue.String() != "4" ||
+			cpu.Resource.Name != corev1.ResourceCPU || *cpu.Resource.Target.AverageUtilization != 80 {
+			t.Errorf("HPA metrics %+v %+v", pods, cpu)
+		}
+		if len(r.serviceAccounts) != 0 || r.deployments[0].Spec.Template.Spec.ServiceAccountName != "default" {
+			t.Errorf("serviceAccount.create=false still makes one")
+		}
+		if env := r.deployments[0].Spec.Template.Spec.Containers[0].Env; len(env) != 2 || env[1].Name != "MODELWATCH_LOG_LEVEL" || env[1].Value != "debug" {
+			t.Errorf("env %+v, want GOMEMLIMIT then the user's MODELWATCH_LOG_LEVEL", env)
+		}
+		if a := r.deployments[0].Spec.Template.Annotations; len(a) != 0 {
+			t.Errorf("scrape annotations turned off, pod has %v", a)
+		}
+		checkRules(t, r.prometheusRules[0], []string{"modelwatch-gpu-recording", "modelwatch-gpu-alerts"})
+	})
+	t.Run("bad values are refused", func(t *testing.T) {
+		for _, bad := range []string{
+			"gpuMetrics: maybe",
+			"autoscaling: {metric: active_requests}",
+			"replicaCount: two",
+			"extraArgs: [max-in-flight=3]",
+			"modelRepository: {pollInterval: often}",
+			"servicemonitor: {enabled: true}",
+		} {
+			if _, err := render(t, "modelwatch", "ml", values(t, bad)); err == nil || !strings.Contains(err.Error(), "schema") {
+				t.Errorf("%s: rendered (err %v), want a schema error", bad, err)
+			}
+		}
+	})
+}
+
+// serveConfig parses a container's args with modelwatch's own flags and
+// validation, as the binary does at start.
+func serveConfig(t *testing.T, args []string) config.Config {
+	t.Helper()
+	if len(args) == 0 || args[0] != "serve" {
+		t.Fatalf("args %q do not start with serve", args)
+	}
+	cfg := config.Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	file := cfg.RegisterFlags(fs)
+	if err := config.Load(fs, file, args[1:], func(string) string { return "" }); err != nil {
+		t.Fatalf("modelwatch refuses the chart's args %q: %v", args, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("modelwatch refuses the chart's args %q: %v", args, err)
+	}
+	return cfg
+}
+
+// checkRelease checks what every rendering must hold: the objects find each
+// other, the pod is locked down and probed where modelwatch answers.
+func checkRelease(t *testing.T, r *release) {
+	t.Helper()
+	if len(r.deployments) != 1 || len(r.services) != 1 {
+		t.Fatalf("%s: %d Deployments and %d Services, want one each", r.name, len(r.deployments), len(r.services))
+	}
+	d, svc := r.deployments[0], r.services[0]
+	pod := d.Spec.Template
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("Deployment selector %v does not select its pods %v", d.Spec.Selector, pod.Labels)
+	}
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+		t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, pod.Labels)
+	}
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatalf("%d containers", len(pod.Spec.Containers))
+	}
+	c := pod.Spec.Containers[0]
+	cfg := serveConfig(t, c.Args)
+	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || fmt.Sprintf(":%d", c.Ports[0].ContainerPort) != cfg.ListenAddress {
+		t.Errorf("container ports %+v, want http on the --listen-address %s", c.Ports, cfg.ListenAddress)
+	}
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].TargetPort.String() != "http" {
+		t.Errorf("Service ports %+v, want http to the container's http", svc.Spec.Ports)
+	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"startup", c.StartupProbe, "/health"}, {"liveness", c.LivenessProbe, "/health"}, {"readiness", c.ReadinessProbe, "/ready"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("%s probe %+v, want GET %s on http", p.name, p.probe, p.path)
+		}
+	}
+	if a := pod.Annotations; len(a) > 0 {
+		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/path"] != "/metrics" || ":"+a["prometheus.io/port"] != cfg.ListenAddress {
+			t.Errorf("scrape annotations %v do not point at modelwatch's /metrics on %s", a, cfg.ListenAddress)
+		}
+	}
+
+	psc, sc := pod.Spec.SecurityContext, c.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 ||
+		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v, want non-root with the runtime's seccomp profile", psc)
+	}
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("container security context %+v, want a read-only root, no privilege escalation, no capabilities", sc)
+	}
+	if pod.Spec.AutomountServiceAccountToken == nil || *pod.Spec.AutomountServiceAccountToken {
+		t.Errorf("the pod mounts a service account token it never uses")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v, want CPU and memory requests and a memory limit", c.Resources)
+	}
+	goMemLimit := false
+	for _, e := range c.Env {
+		goMemLimit = goMemLimit || (e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory")
+	}
+	if !goMemLimit {
+		t.Errorf("env %+v: GOMEMLIMIT does not follow the memory limit", c.Env)
+	}
+	// Kubernetes stops the pod after the preStop pause and the drain; the
+	// grace period must cover both or in-flight requests are cut.
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		t.Fatalf("no preStop pause while endpoints drop the pod")
+	}
+	if grace := *pod.Spec.TerminationGracePeriodSeconds; grace <= c.Lifecycle.PreStop.Sleep.Seconds+int64(cfg.ShutdownTimeout.Seconds()) {
+		t.Errorf("grace period %ds does not cover the preStop %ds and the drain %s", grace, c.Lifecycle.PreStop.Sleep.Seconds, cfg.ShutdownTimeout)
+	}
+
+	for _, pdb := range r.pdbs {
+		s, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || !s.Matches(labels.Set(pod.Labels)) {
+			t.Errorf("PodDisruptionBudget selects %v, not the pods", pdb.Spec.Selector)
+		}
+	}
+	for _, h := range r.hpas {
+		if ref := h.Spec.ScaleTargetRef; ref.Kind != "Deployment" || ref.APIVersion != "apps/v1" || ref.Name != d.Name {
+			t.Errorf("HPA scales %+v, not the Deployment %s", ref, d.Name)
+		}
+		for _, m := range h.Spec.Metrics {
+			if m.Type == autoscalingv2.PodsMetricSourceType && !slices.Contains(adapterMetricNames(t), m.Pods.Metric.Name) {
+				t.Errorf("HPA metric %s is not one prometheus-adapter serves (%v)", m.Pods.Metric.Name, adapterMetricNames(t))
+			}
+		}
+	}
+	for _, sm := range r.serviceMonitors {
+		s, err := metav1.LabelSelectorAsSelector(&sm.Spec.Selector)
+		if err != nil || !s.Matches(labels.Set(svc.Labels)) {
+			t.Errorf("ServiceMonitor selects %v, not the Service's labels %v", sm.Spec.Selector, svc.Labels)
+		}
+		if !slices.Equal(sm.Spec.NamespaceSelector.MatchNames, []string{r.namespace}) {
+			t.Errorf("ServiceMonitor looks in %v", sm.Spec.NamespaceSelector)
+		}
+		if len(sm.Spec.Endpoints) != 1 {
+			t.Fatalf("ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
+		}
+		ep := sm.Spec.Endpoints[0]
+		if ep.Port != svc.Spec.Ports[0].Name || ep.Path != "/metrics" {
+			t.Errorf("ServiceMonitor scrapes port %q path %q, want the Service's %q and /metrics", ep.Port, ep.Path, svc.Spec.Ports[0].Name)
+		}
+		job := false
+		for _, rc := range ep.RelabelConfigs {
+			job = job || (rc.TargetLabel == "job" && rc.Replacement == "modelwatch")
+		}
+		if !job {
+			t.Errorf("ServiceMonitor does not set job=\"modelwatch\", which the rules select: %+v", ep.RelabelConfigs)
+		}
+	}
+}
+
+// sourceRuleGroups reads the rule groups of deploy/prometheus/rules, in file
+// order, decoded into the Prometheus Operator's type.
+func sourceRuleGroups(t *testing.T) []monitoringv1.RuleGroup {
+	t.Helper()
+	files, _ := filepath.Glob("../prometheus/rules/*.yml")
+	if len(files) == 0 {
+		t.Fatal("no rule files under deploy/prometheus/rules")
+	}
+	var groups []monitoringv1.RuleGroup
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf struct {
+			Groups []monitoringv1.RuleGroup `json:"groups"`
+		}
+		if err := yaml.UnmarshalStrict(b, &rf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		groups = append(groups, rf.Groups...)
+	}
+	return groups
+}
+
+// TestRuleCopies checks that the chart's copies of the rule files are the
+// repository's, byte for byte.
+func TestRuleCopies(t *testing.T) {
+	src, _ := filepath.Glob("../prometheus/rules/*.yml")
+	dst, _ := filepath.Glob(chartDir + "/files/rules/*.yml")
+	names := func(paths []string) (n []string) {
+		for _, p := range paths {
+			n = append(n, filepath.Base(p))
+		}
+		return n
+	}
+	if !slices.Equal(names(src), names(dst)) {
+		t.Fatalf("chart rule files %v, repository's %v: run make chart-rules", names(dst), names(src))
+	}
+	for i := range src {
+		a, _ := os.ReadFile(src[i])
+		b, _ := os.ReadFile(dst[i])
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: run make chart-rules", dst[i], src[i])
+		}
+	}
+}
+
+// checkRules checks that the PrometheusRule holds exactly the repository's
+// rule groups but those disabled, that promtool accepts them, and that they
+// pass the repository's rule unit tests unchanged.
+func checkRules(t *testing.T, pr *monitoringv1.PrometheusRule, disabled []string) {
+	t.Helper()
+	var want []monitoringv1.RuleGroup
+	for _, g := range sourceRuleGroups(t) {
+		if !slices.Contains(disabled, g.Name) {
+			want = append(want, g)
+		}
+	}
+	got := pr.Spec.Groups
+	if !reflect.DeepEqual(got, want) {
+		gb, _ := yaml.Marshal(got)
+		wb, _ := yaml.Marshal(want)
+		t.Fatalf("PrometheusRule groups differ from deploy/prometheus/rules:\n--- rendered\n%s\n--- repository\n%s", gb, wb)
+	}
+	if disabled != nil {
+		return
+	}
+	promtool := testenv.Tool(t, "promtool", "prometheus")
+	dir := t.TempDir()
+	b, err := yaml.Marshal(map[string]any{"groups": got})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered := filepath.Join(dir, "rendered.yml")
+	os.WriteFile(rendered, b, 0o644)
+	testenv.Run(t, dir, promtool, "check", "rules", rendered)
+	// The repository's unit tests, pointed at the rendered rules.
+	tests, _ := filepath.Glob("../prometheus/tests/*.test.yml")
+	for _, f := range tests {
+		tb, _ := os.ReadFile(f)
+		var doc map[string]any
+		if err := yaml.Unmarshal(tb, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["rule_files"] = []string{rendered}
+		out, _ := yaml.Marshal(doc)
+		tf := filepath.Join(dir, filepath.Base(f))
+		os.WriteFile(tf, out, 0o644)
+		testenv.Run(t, dir, promtool, "test", "rules", tf)
+	}
+}
+
+// TestValuesDocumented checks that the chart's README documents every value.
+func TestValuesDocumented(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(chartDir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	// Values handed to Kubernetes whole are documented as one.
+	whole := []string{"commonLabels", "modelRepository.volume", "podSecurityContext", "securityContext", "resources", "nodeSelector",
+		"affinity", "podAnnotations", "podLabels", "service.annotations", "serviceAccount.annotations", "serviceMonitor.labels",
+		"prometheusRule.labels", "autoscaling.behavior"}
+	var walk func(prefix string, m map[string]any)
+	n := 0
+	walk = func(prefix string, m map[string]any) {
+		for k, val := range m {
+			path := prefix + k
+			n++
+			if sub, ok := val.(map[string]any); ok && !slices.Contains(whole, path) {
+				walk(path+".", sub)
+				continue
+			}
+			if !bytes.Contains(readme, []byte("| `"+path+"` |")) {
+				t.Errorf("value %s is not in the README's table", path)
+			}
+		}
+	}
+	walk("", v)
+	if n < 40 {
+		t.Fatalf("walked only %d values", n)
+	}
+}

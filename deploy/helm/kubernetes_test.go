@@ -1,0 +1,491 @@
+package helm_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	adapterclient "sigs.k8s.io/prometheus-adapter/pkg/client"
+	adapterconfig "sigs.k8s.io/prometheus-adapter/pkg/config"
+	"sigs.k8s.io/prometheus-adapter/pkg/naming"
+
+	"github.com/modelwatch/modelwatch/internal/testenv"
+)
+
+// adapterValues is deploy/helm/prometheus-adapter-values.yaml, decoded
+// strictly: a misspelt key fails.
+type adapterValues struct {
+	Prometheus struct {
+		URL  string `json:"url"`
+		Port int    `json:"port"`
+	} `json:"prometheus"`
+	Rules struct {
+		Default bool                          `json:"default"`
+		Custom  []adapterconfig.DiscoveryRule `json:"custom"`
+	} `json:"rules"`
+}
+
+// adapterNamers compiles the shipped prometheus-adapter rules with the
+// adapter's own code, for a cluster whose API knows pods and namespaces.
+func adapterNamers(t *testing.T) []naming.MetricNamer {
+	t.Helper()
+	b, err := os.ReadFile("prometheus-adapter-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v adapterValues
+	if err := sigsyaml.UnmarshalStrict(b, &v); err != nil {
+		t.Fatalf("prometheus-adapter-values.yaml: %v", err)
+	}
+	if v.Rules.Default || len(v.Rules.Custom) == 0 {
+		t.Fatalf("prometheus-adapter-values.yaml: want only custom rules, got default=%v and %d custom", v.Rules.Default, len(v.Rules.Custom))
+	}
+	// The adapter reads its rules from a file of this shape (the chart
+	// writes rules.custom into it); read them the same way.
+	cfgYAML, _ := sigsyaml.Marshal(map[string]any{"rules": v.Rules.Custom})
+	cfg, err := adapterconfig.FromYAML(cfgYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := apimeta.NewDefaultRESTMapper([]schema.GroupVersion{{Version: "v1"}})
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, apimeta.RESTScopeNamespace)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}, apimeta.RESTScopeRoot)
+	namers, err := naming.NamersFromConfig(cfg.Rules, mapper)
+	if err != nil {
+		t.Fatalf("prometheus-adapter refuses the rules: %v", err)
+	}
+	return namers
+}
+
+// adapterSeries are the modelwatch gauges the adapter rules turn into
+// custom metrics.
+var adapterSeries = []string{"active_requests", "model_queue_size"}
+
+// adapterMetricNames lists the custom metric names the adapter serves.
+func adapterMetricNames(t *testing.T) []string {
+	t.Helper()
+	var names []string
+	for _, n := range adapterNamers(t) {
+		for _, s := range adapterSeries {
+			series := []adapterclient.Series{{Name: s}}
+			if len(n.FilterSeries(series)) == 1 {
+				name, err := n.MetricNameForSeries(series[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, name)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func TestAdapterServesTheChartsMetrics(t *testing.T) {
+	names := adapterMetricNames(t)
+	if !slices.Equal(names, []string{"modelwatch_active_requests", "modelwatch_queue_size"}) {
+		t.Fatalf("adapter serves %v", names)
+	}
+	// Every metric the chart's values schema accepts is served.
+	b, _ := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	var schema struct {
+		Properties struct {
+			Autoscaling struct {
+				Properties struct {
+					Metric struct {
+						Enum []string `json:"enum"`
+					} `json:"metric"`
+				} `json:"properties"`
+			} `json:"autoscaling"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	enum := schema.Properties.Autoscaling.Properties.Metric.Enum
+	sort.Strings(enum)
+	if !slices.Equal(enum, names) {
+		t.Errorf("values.schema.json allows autoscaling.metric %v, the adapter serves %v", enum, names)
+	}
+}
+
+// metaName is how Kubernetes service discovery names a pod label or
+// annotation in its __meta_ labels.
+func metaName(s string) string {
+	return regexp.MustCompile(`[^a-zA-Z0-9_]`).ReplaceAllString(s, "_")
+}
+
+// k8sPod describes a pod as Kubernetes service discovery (role: pod) sees
+// it; targets lists its container ports (none: one target, the pod's IP).
+type k8sPod struct {
+	name, ip, phase string
+	labels          map[string]string
+	annotations     map[string]string
+	containers      []k8sPort
+}
+
+type k8sPort struct {
+	container string
+	port      int
+	init      bool
+}
+
+// targetGroup is the file_sd form of the pod's targets, with the __meta_
+// labels Kubernetes service discovery gives them.
+func (p k8sPod) targetGroups(namespace, node string) []map[string]any {
+	common := map[string]string{
+		"__meta_kubernetes_namespace":           namespace,
+		"__meta_kubernetes_pod_name":            p.name,
+		"__meta_kubernetes_pod_ip":              p.ip,
+		"__meta_kubernetes_pod_phase":           p.phase,
+		"__meta_kubernetes_pod_ready":           "true",
+		"__meta_kubernetes_pod_node_name":       node,
+		"__meta_kubernetes_pod_host_ip":         "10.0.0.1",
+		"__meta_kubernetes_pod_uid":             "uid-" + p.name,
+		"__meta_kubernetes_pod_controller_kind": "ReplicaSet",
+	}
+	for k, v := range p.labels {
+		common["__meta_kubernetes_pod_label_"+metaName(k)] = v
+		common["__meta_kubernetes_pod_labelpresent_"+metaName(k)] = "true"
+	}
+	for k, v := range p.annotations {
+		common["__meta_kubernetes_pod_annotation_"+metaName(k)] = v
+		common["__meta_kubernetes_pod_annotationpresent_"+metaName(k)] = "true"
+	}
+	var groups []map[string]any
+	if len(p.containers) == 0 {
+		return append(groups, map[string]any{"targets": []string{p.ip}, "labels": common})
+	}
+	for _, c := range p.containers {
+		l := map[string]string{}
+		for k, v := range common {
+			l[k] = v
+		}
+		l["__meta_kubernetes_pod_container_name"] = c.container
+		l["__meta_kubernetes_pod_container_port_number"] = strconv.Itoa(c.port)
+		l["__meta_kubernetes_pod_container_port_protocol"] = "TCP"
+		l["__meta_kubernetes_pod_container_init"] = strconv.FormatBool(c.init)
+		groups = append(groups, map[string]any{"targets": []string{net.JoinHostPort(p.ip, strconv.Itoa(c.port))}, "labels": l})
+	}
+	return groups
+}
+
+// kubernetesConfig reads deploy/prometheus/kubernetes/prometheus.yml and
+// turns it into one this Prometheus runs: the modelwatch job's Kubernetes
+// discovery becomes file_sd over targetsFile, with its relabelling unchanged.
+func kubernetesConfig(t *testing.T, targetsFile, rulesDir string) string {
+	t.Helper()
+	b, err := os.ReadFile("../prometheus/kubernetes/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var job map[string]any
+	for _, sc := range cfg["scrape_configs"].([]any) {
+		if sc := sc.(map[string]any); sc["job_name"] == "modelwatch" {
+			job = sc
+		}
+	}
+	if job == nil {
+		t.Fatal("no modelwatch job in deploy/prometheus/kubernetes/prometheus.yml")
+	}
+	// The discovery it replaces: pods, in every namespace, through the
+	// in-cluster API.
+	if sd, _ := json.Marshal(job["kubernetes_sd_configs"]); string(sd) != `[{"role":"pod"}]` {
+		t.Fatalf("modelwatch job discovers %s, want [{role: pod}]", sd)
+	}
+	delete(job, "kubernetes_sd_configs")
+	job["file_sd_configs"] = []any{map[string]any{"files": []string{targetsFile}, "refresh_interval": "1s"}}
+	job["scrape_interval"] = "1s"
+	cfg["scrape_configs"] = []any{job}
+	cfg["rule_files"] = []string{filepath.Join(rulesDir, "*.yml")}
+	delete(cfg, "alerting")
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// TestKubernetesScrapeJob runs the shipped Kubernetes scrape job's
+// relabelling in a real Prometheus over pods described as Kubernetes
+// discovery describes them, with the annotations and labels the chart puts
+// on its pods. Debian's Prometheus is built without Kubernetes discovery, so
+// file_sd hands it the same target groups; relabelling does not depend on
+// where they come from. The modelwatch pods are real servers started with
+// the chart's args, and the prometheus-adapter rules then find and query
+// them through the adapter's own code.
+func TestKubernetesScrapeJob(t *testing.T) {
+	promtool := testenv.Tool(t, "promtool", "prometheus")
+	r := mustRender(t, "fraud", "ml", nil)
+	tmpl := r.deployments[0].Spec.Template
+	args := tmpl.Spec.Containers[0].Args
+	bin, err := testenv.BuildModelwatch("../..", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Three modelwatch pods, one on an IPv6 address, each started with the
+	// chart's args but on a free port of its own address.
+	type server struct {
+		pod, ip string
+		port    int
+	}
+	var servers []server
+	for _, s := range []struct{ pod, ip string }{{"fraud-modelwatch-5d8c7-a1", "127.0.0.1"}, {"fraud-modelwatch-5d8c7-b2", "127.0.0.2"}, {"fraud-modelwatch-5d8c7-c3", "::1"}} {
+		addr := testenv.FreePortOn(t, s.ip)
+		a := slices.Clone(args)
+		for i := range a {
+			if strings.HasPrefix(a[i], "--listen-address=") {
+				a[i] = "--listen-address=" + addr
+			}
+		}
+		p := testenv.Start(t, bin, a...)
+		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+		servers = append(servers, server{s.pod, s.ip, testenv.Port(t, addr)})
+	}
+
+	withAnnotations := func(over map[string]string) map[string]string {
+		a := map[string]string{}
+		for k, v := range tmpl.Annotations {
+			a[k] = v
+		}
+		for k, v := range over {
+			if v == "" {
+				delete(a, k)
+			} else {
+				a[k] = v
+			}
+		}
+		return a
+	}
+	portOf := func(s server) map[string]string {
+		return withAnnotations(map[string]string{"prometheus.io/port": strconv.Itoa(s.port)})
+	}
+	other := map[string]string{"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": "cache"}
+	modelwatchPort := int(tmpl.Spec.Containers[0].Ports[0].ContainerPort)
+	pods := []k8sPod{
+		// Scraped: the annotation's port replaces the container ports'
+		// (the second, a sidecar's, collapses into the same target).
+		{name: servers[0].pod, ip: servers[0].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[0]),
+			containers: []k8sPort{{"modelwatch", modelwatchPort, false}, {"proxy", 15090, false}, {"fetch-models", 9999, true}}},
+		{name: servers[1].pod, ip: servers[1].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[1]),
+			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
+		{name: servers[2].pod, ip: servers[2].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[2])},
+		// Scraped where its annotations say: another scheme and path.
+		{name: "fraud-modelwatch-5d8c7-d4", ip: "127.0.0.3", phase: "Running", labels: tmpl.Labels,
+			annotations: withAnnotations(map[string]string{"prometheus.io/scheme": "https", "prometheus.io/path": "/internal/metrics", "prometheus.io/port": "9443"}),
+			containers:  []k8sPort{{"modelwatch", modelwatchPort, false}}},
+		// Dropped: it opted out, it has no annotations, it is another
+		// application, it has finished.
+		{name: "fraud-modelwatch-5d8c7-e5", ip: "127.0.0.4", phase: "Running", labels: tmpl.Labels,
+			annotations: withAnnotations(map[string]string{"prometheus.io/scrape": "false"}), containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
+		{name: "fraud-modelwatch-5d8c7-f6", ip: "127.0.0.5", phase: "Running", labels: tmpl.Labels, containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
+		{name: "cache-redis-0", ip: "127.0.0.6", phase: "Running", labels: other, annotations: withAnnotations(map[string]string{"prometheus.io/port": "9121"}),
+			containers: []k8sPort{{"redis", 6379, false}}},
+		{name: "fraud-modelwatch-5d8c7-g7", ip: "127.0.0.7", phase: "Succeeded", labels: tmpl.Labels, annotations: withAnnotations(nil),
+			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
+	}
+	var groups []map[string]any
+	for _, p := range pods {
+		groups = append(groups, p.targetGroups("ml", "node-1")...)
+	}
+	dir := t.TempDir()
+	targetsFile := filepath.Join(dir, "pods.json")
+	tb, _ := json.Marshal(groups)
+	os.WriteFile(targetsFile, tb, 0o644)
+	rulesDir, _ := filepath.Abs("../prometheus/rules")
+	cfg := kubernetesConfig(t, targetsFile, rulesDir)
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	testenv.Run(t, dir, promtool, "check", "config", cfgFile)
+	prom := testenv.StartPrometheus(t, testenv.FreePort(t), cfg)
+
+	type target struct {
+		Labels           map[string]string `json:"labels"`
+		DiscoveredLabels map[string]string `json:"discoveredLabels"`
+		ScrapeURL        string            `json:"scrapeUrl"`
+		Health           string            `json:"health"`
+	}
+	var targets struct {
+		Data struct {
+			Active  []target `json:"activeTargets"`
+			Dropped []target `json:"droppedTargets"`
+		} `json:"data"`
+	}
+	testenv.WaitFor(t, "the three modelwatch pods up", 30*time.Second, func() (bool, string) {
+		testenv.GetJSON(t, prom.URL+"/api/v1/targets?state=any", &targets)
+		up := 0
+		var state []string
+		for _, a := range targets.Data.Active {
+			if a.Health == "up" {
+				up++
+			}
+			state = append(state, a.ScrapeURL+" "+a.Health)
+		}
+		return up == 3, strings.Join(state, ", ")
+	})
+
+	want := map[string]string{}
+	for _, s := range servers {
+		u := fmt.Sprintf("http://%s/metrics", net.JoinHostPort(s.ip, strconv.Itoa(s.port)))
+		want[u] = fmt.Sprintf("instance=%s job=modelwatch namespace=ml node=node-1 pod=%s release=fraud", net.JoinHostPort(s.ip, strconv.Itoa(s.port)), s.pod)
+	}
+	want["https://127.0.0.3:9443/internal/metrics"] = "instance=127.0.0.3:9443 job=modelwatch namespace=ml node=node-1 pod=fraud-modelwatch-5d8c7-d4 release=fraud"
+	got := map[string]string{}
+	for _, a := range targets.Data.Active {
+		var kv []string
+		for k, v := range a.Labels {
+			kv = append(kv, k+"="+v)
+		}
+		sort.Strings(kv)
+		got[a.ScrapeURL] = strings.Join(kv, " ")
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("active targets:\n got %v\nwant %v", got, want)
+	}
+	var dropped []string
+	for _, d := range targets.Data.Dropped {
+		dropped = append(dropped, d.DiscoveredLabels["__meta_kubernetes_pod_name"]+" "+d.DiscoveredLabels["__address__"])
+	}
+	sort.Strings(dropped)
+	wantDropped := []string{
+		"cache-redis-0 127.0.0.6:6379",
+		servers[0].pod + " 127.0.0.1:9999",
+		"fraud-modelwatch-5d8c7-e5 127.0.0.4:" + strconv.Itoa(modelwatchPort),
+		"fraud-modelwatch-5d8c7-f6 127.0.0.5:" + strconv.Itoa(modelwatchPort),
+		"fraud-modelwatch-5d8c7-g7 127.0.0.7:" + strconv.Itoa(modelwatchPort),
+	}
+	sort.Strings(wantDropped)
+	if !slices.Equal(dropped, wantDropped) {
+		t.Errorf("dropped targets:\n got %q\nwant %q", dropped, wantDropped)
+	}
+
+	// The rules see the pods under job="modelwatch": ModelwatchDown's
+	// expression finds exactly the unreachable https pod.
+	down, err := prom.Query(`up{job="modelwatch"} == 0`)
+	if err != nil || len(down) != 1 || down[0].Labels["pod"] != "fraud-modelwatch-5d8c7-d4" {
+		t.Errorf(`up{job="modelwatch"} == 0: %v %v, want only the https pod`, down, err)
+	}
+
+	t.Run("prometheus-adapter", func(t *testing.T) {
+		checkAdapter(t, prom.URL, servers[0].pod, servers[1].pod, servers[2].pod)
+	})
+}
+
+// checkAdapter does what prometheus-adapter does for a HorizontalPodAutoscaler
+// on the pods of namespace ml, with its own code against a live Prometheus:
+// discover series with each rule's series query, name them, and query a value
+// per pod. Each value must equal the sum of the gauge on that pod's /metrics.
+func checkAdapter(t *testing.T, promURL string, pods ...string) {
+	base, _ := url.Parse(promURL)
+	client := adapterclient.NewClient(http.DefaultClient, base, nil, "GET")
+	ctx := context.Background()
+	podsGR := schema.GroupResource{Resource: "pods"}
+	for _, n := range adapterNamers(t) {
+		now := model.Now()
+		series, err := client.Series(ctx, model.Interval{Start: now.Add(-5 * time.Minute), End: now}, n.Selector())
+		if err != nil {
+			t.Fatalf("series %s: %v", n.Selector(), err)
+		}
+		series = n.FilterSeries(series)
+		if len(series) == 0 {
+			t.Fatalf("series query %s finds nothing", n.Selector())
+		}
+		var seen []string
+		for _, s := range series {
+			if res, _ := n.ResourcesForSeries(s); !slices.Contains(res, podsGR) {
+				t.Errorf("series %v does not map to pods: %v", s, res)
+			}
+			seen = append(seen, string(s.Labels["pod"]))
+		}
+		slices.Sort(seen)
+		seen = slices.Compact(seen)
+		if !slices.Equal(seen, pods) {
+			t.Errorf("%s: series of pods %v, want %v", n.Selector(), seen, pods)
+		}
+		name, _ := n.MetricNameForSeries(series[0])
+		query, err := n.QueryForSeries(series[0].Name, podsGR, "ml", labels.Everything(), pods...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := client.Query(ctx, model.Now(), query)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", name, query, err)
+		}
+		if res.Vector == nil || len(*res.Vector) != len(pods) {
+			t.Fatalf("%s: %s answers %+v, want one value per pod", name, query, res)
+		}
+		for _, s := range *res.Vector {
+			pod := string(s.Metric["pod"])
+			if want := podGauge(t, promURL, pod, series[0].Name); float64(s.Value) != want {
+				t.Errorf("%s of %s = %v, its /metrics says %v", name, pod, s.Value, want)
+			}
+		}
+		t.Logf("%s: %s", name, query)
+	}
+}
+
+// podGauge reads the sum of a gauge straight from a pod's /metrics, found
+// through Prometheus's target list.
+func podGauge(t *testing.T, promURL, pod, metric string) float64 {
+	t.Helper()
+	var targets struct {
+		Data struct {
+			Active []struct {
+				Labels    map[string]string `json:"labels"`
+				ScrapeURL string            `json:"scrapeUrl"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	testenv.GetJSON(t, promURL+"/api/v1/targets", &targets)
+	for _, a := range targets.Data.Active {
+		if a.Labels["pod"] != pod {
+			continue
+		}
+		resp, err := http.Get(a.ScrapeURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := families[metric]
+		if !ok {
+			t.Fatalf("%s does not export %s", pod, metric)
+		}
+		sum := 0.0
+		for _, m := range f.Metric {
+			sum += m.GetGauge().GetValue()
+		}
+		return sum
+	}
+	t.Fatalf("no target for pod %s", pod)
+	return 0
+}
