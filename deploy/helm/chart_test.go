@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/modelwatch/modelwatch/internal/config"
@@ -104,8 +105,11 @@ func render(t *testing.T, name, namespace string, values map[string]any) (*relea
 		if err != nil {
 			t.Fatalf("%s: strict decoding: %v\n%s", name, err, docs[k])
 		}
-		if m, ok := obj.(metav1.Object); ok && m.GetNamespace() != namespace {
-			t.Errorf("%s %s: namespace %q, want the release's %q", gvk.Kind, m.GetName(), m.GetNamespace(), namespace)
+		if m, ok := obj.(metav1.Object); ok {
+			if m.GetNamespace() != namespace {
+				t.Errorf("%s %s: namespace %q, want the release's %q", gvk.Kind, m.GetName(), m.GetNamespace(), namespace)
+			}
+			checkMeta(t, gvk.Kind, m)
 		}
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
@@ -127,6 +131,33 @@ func render(t *testing.T, name, namespace string, values map[string]any) (*relea
 		}
 	}
 	return r, nil
+}
+
+// checkMeta applies the API server's rules for names, labels and annotations.
+func checkMeta(t *testing.T, kind string, m metav1.Object) {
+	t.Helper()
+	nameErrs := validation.IsDNS1123Subdomain(m.GetName())
+	if kind == "Service" {
+		nameErrs = validation.IsDNS1035Label(m.GetName())
+	}
+	for _, e := range nameErrs {
+		t.Errorf("%s name %q: %s", kind, m.GetName(), e)
+	}
+	for k, v := range m.GetLabels() {
+		for _, e := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
+			t.Errorf("%s %s label %s=%q: %s", kind, m.GetName(), k, v, e)
+		}
+	}
+	for k := range m.GetAnnotations() {
+		for _, e := range validation.IsQualifiedName(strings.ToLower(k)) {
+			t.Errorf("%s %s annotation %s: %s", kind, m.GetName(), k, e)
+		}
+	}
+	if d, ok := m.(*appsv1.Deployment); ok {
+		tm := d.Spec.Template.ObjectMeta
+		tm.Name = d.Name
+		checkMeta(t, "pod template of "+kind, &tm)
+	}
 }
 
 func mustRender(t *testing.T, name, namespace string, values map[string]any) *release {
@@ -301,6 +332,15 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 			t.Errorf("scrape annotations turned off, pod has %v", a)
 		}
 		checkRules(t, r.prometheusRules[0], []string{"modelwatch-gpu-recording", "modelwatch-gpu-alerts"})
+	})
+	t.Run("longest release name", func(t *testing.T) {
+		// Helm allows 53 characters; names stay valid at 63.
+		name := strings.Repeat("fraud-", 8) + "prod1"
+		r := mustRender(t, name, "ml", values(t, "serviceMonitor: {enabled: true}"))
+		checkRelease(t, r)
+		if n := r.deployments[0].Name; len(n) != 63 || !strings.HasPrefix(n, name) {
+			t.Errorf("name %q (%d characters)", n, len(n))
+		}
 	})
 	t.Run("bad values are refused", func(t *testing.T) {
 		for _, bad := range []string{
