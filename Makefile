@@ -5,7 +5,7 @@ FUZZTIME ?= 10s
 ONNXRUNTIME_VERSION ?= 1.24.1
 ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
 
-.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-rules
+.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files
 
 all: build
 
@@ -46,11 +46,12 @@ fuzz:
 chart:
 	cd deploy/helm && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-## chart-rules: copy deploy/prometheus/rules into the chart, which cannot read
+## chart-files: copy the rules and dashboards into the chart, which cannot read
 ## files outside itself; the chart's tests fail while the copies differ.
-chart-rules:
-	rm -f deploy/helm/modelwatch/files/rules/*.yml
+chart-files:
+	rm -f deploy/helm/modelwatch/files/rules/*.yml deploy/helm/modelwatch/files/dashboards/*.json
 	cp deploy/prometheus/rules/*.yml deploy/helm/modelwatch/files/rules/
+	cp deploy/grafana/dashboards/*.json deploy/helm/modelwatch/files/dashboards/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

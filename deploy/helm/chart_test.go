@@ -54,10 +54,11 @@ type release struct {
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	prometheusRules []*monitoringv1.PrometheusRule
+	configMaps      []*corev1.ConfigMap
 }
 
 func (r *release) count() int {
-	return len(r.serviceAccounts) + len(r.services) + len(r.deployments) + len(r.pdbs) + len(r.hpas) + len(r.serviceMonitors) + len(r.prometheusRules)
+	return len(r.serviceAccounts) + len(r.services) + len(r.deployments) + len(r.pdbs) + len(r.hpas) + len(r.serviceMonitors) + len(r.prometheusRules) + len(r.configMaps)
 }
 
 // codecs decode only the kinds the chart may render; strict decoding refuses
@@ -76,11 +77,17 @@ var codecs = func() serializer.CodecFactory {
 // Operator's API known to the cluster, and decodes every object.
 func render(t *testing.T, name, namespace string, values map[string]any) (*release, error) {
 	t.Helper()
+	return renderFor(t, kubeVersion, name, namespace, values)
+}
+
+// renderFor renders the chart for a cluster of Kubernetes version kube.
+func renderFor(t *testing.T, kube, name, namespace string, values map[string]any) (*release, error) {
+	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	kv, err := chartutil.ParseKubeVersion(kube)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +133,8 @@ func render(t *testing.T, name, namespace string, values map[string]any) (*relea
 			r.serviceMonitors = append(r.serviceMonitors, o)
 		case *monitoringv1.PrometheusRule:
 			r.prometheusRules = append(r.prometheusRules, o)
+		case *corev1.ConfigMap:
+			r.configMaps = append(r.configMaps, o)
 		default:
 			t.Fatalf("%s: unexpected kind %s", name, gvk)
 		}
@@ -214,6 +223,9 @@ autoscaling:
   enabled: true
   minReplicas: 3
   maxReplicas: 12
+grafanaDashboards:
+  enabled: true
+  annotations: {grafana_folder: modelwatch}
 `
 
 func TestDefaultValues(t *testing.T) {
@@ -241,8 +253,8 @@ func TestDefaultValues(t *testing.T) {
 
 func TestFullValues(t *testing.T) {
 	r := mustRender(t, "fraud", "ml", values(t, fullValues))
-	if len(r.deployments) != 1 || len(r.hpas) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 || len(r.pdbs) != 1 || r.count() != 7 {
-		t.Fatalf("full values render %d objects, want a ServiceAccount, Service, Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceMonitor and PrometheusRule:\n%s", r.count(), r.manifest)
+	if len(r.deployments) != 1 || len(r.hpas) != 1 || len(r.serviceMonitors) != 1 || len(r.prometheusRules) != 1 || len(r.pdbs) != 1 || len(r.configMaps) != 1 || r.count() != 8 {
+		t.Fatalf("full values render %d objects, want a ServiceAccount, Service, Deployment, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceMonitor, PrometheusRule and dashboards ConfigMap:\n%s", r.count(), r.manifest)
 	}
 	checkRelease(t, r)
 	d := r.deployments[0]
@@ -293,6 +305,34 @@ func TestFullValues(t *testing.T) {
 		}
 	}
 	checkRules(t, r.prometheusRules[0], nil)
+	checkDashboards(t, r.configMaps[0])
+}
+
+// checkDashboards checks that the ConfigMap holds the repository's
+// dashboards, each unchanged, labelled for Grafana's sidecar.
+func checkDashboards(t *testing.T, cm *corev1.ConfigMap) {
+	t.Helper()
+	if cm.Labels["grafana_dashboard"] != "1" || cm.Annotations["grafana_folder"] != "modelwatch" {
+		t.Errorf("dashboards ConfigMap labels %v, annotations %v", cm.Labels, cm.Annotations)
+	}
+	files, _ := filepath.Glob("../grafana/dashboards/*.json")
+	if len(files) == 0 || len(cm.Data) != len(files) {
+		t.Fatalf("ConfigMap holds %d dashboards, the repository %d", len(cm.Data), len(files))
+	}
+	size := 0
+	for _, f := range files {
+		want, _ := os.ReadFile(f)
+		got, ok := cm.Data[filepath.Base(f)]
+		// YAML's block scalar drops the file's final newline; nothing else may differ.
+		if same := strings.TrimSuffix(got, "\n") == strings.TrimSuffix(string(want), "\n"); !ok || !same {
+			t.Errorf("dashboard %s: in the ConfigMap %v, equal to %s %v", filepath.Base(f), ok, f, same)
+		}
+		size += len(got)
+	}
+	// The API server refuses ConfigMaps over 1 MiB.
+	if size > 1<<20 {
+		t.Errorf("dashboards are %d bytes, over a ConfigMap's 1 MiB", size)
+	}
 }
 
 // TestVariants renders other choices a user makes.
@@ -340,6 +380,12 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 		checkRelease(t, r)
 		if n := r.deployments[0].Name; len(n) != 63 || !strings.HasPrefix(n, name) {
 			t.Errorf("name %q (%d characters)", n, len(n))
+		}
+	})
+	t.Run("older Kubernetes is refused", func(t *testing.T) {
+		// The preStop sleep action needs 1.30.
+		if _, err := renderFor(t, "v1.29.9", "modelwatch", "ml", nil); err == nil || !strings.Contains(err.Error(), "kubeVersion") {
+			t.Errorf("rendered for Kubernetes 1.29 (err %v)", err)
 		}
 	})
 	t.Run("bad values are refused", func(t *testing.T) {
@@ -517,25 +563,30 @@ func sourceRuleGroups(t *testing.T) []monitoringv1.RuleGroup {
 	return groups
 }
 
-// TestRuleCopies checks that the chart's copies of the rule files are the
-// repository's, byte for byte.
-func TestRuleCopies(t *testing.T) {
-	src, _ := filepath.Glob("../prometheus/rules/*.yml")
-	dst, _ := filepath.Glob(chartDir + "/files/rules/*.yml")
-	names := func(paths []string) (n []string) {
-		for _, p := range paths {
-			n = append(n, filepath.Base(p))
+// TestChartFileCopies checks that the chart's copies of the rule files and
+// dashboards are the repository's, byte for byte.
+func TestChartFileCopies(t *testing.T) {
+	for _, c := range []struct{ src, dst string }{
+		{"../prometheus/rules/*.yml", chartDir + "/files/rules/*.yml"},
+		{"../grafana/dashboards/*.json", chartDir + "/files/dashboards/*.json"},
+	} {
+		src, _ := filepath.Glob(c.src)
+		dst, _ := filepath.Glob(c.dst)
+		names := func(paths []string) (n []string) {
+			for _, p := range paths {
+				n = append(n, filepath.Base(p))
+			}
+			return n
 		}
-		return n
-	}
-	if !slices.Equal(names(src), names(dst)) {
-		t.Fatalf("chart rule files %v, repository's %v: run make chart-rules", names(dst), names(src))
-	}
-	for i := range src {
-		a, _ := os.ReadFile(src[i])
-		b, _ := os.ReadFile(dst[i])
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s differs from %s: run make chart-rules", dst[i], src[i])
+		if len(src) == 0 || !slices.Equal(names(src), names(dst)) {
+			t.Fatalf("chart files %v, repository's %v: run make chart-files", names(dst), names(src))
+		}
+		for i := range src {
+			a, _ := os.ReadFile(src[i])
+			b, _ := os.ReadFile(dst[i])
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s differs from %s: run make chart-files", dst[i], src[i])
+			}
 		}
 	}
 }
@@ -600,7 +651,7 @@ func TestValuesDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Values handed to Kubernetes whole are documented as one.
-	whole := []string{"commonLabels", "modelRepository.volume", "podSecurityContext", "securityContext", "resources", "nodeSelector",
+	whole := []string{"grafanaDashboards.labels", "grafanaDashboards.annotations", "commonLabels", "modelRepository.volume", "podSecurityContext", "securityContext", "resources", "nodeSelector",
 		"affinity", "podAnnotations", "podLabels", "service.annotations", "serviceAccount.annotations", "serviceMonitor.labels",
 		"prometheusRule.labels", "autoscaling.behavior"}
 	var walk func(prefix string, m map[string]any)
