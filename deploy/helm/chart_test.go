@@ -382,6 +382,12 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 			t.Errorf("name %q (%d characters)", n, len(n))
 		}
 	})
+	t.Run("unknown rule group is refused", func(t *testing.T) {
+		_, err := render(t, "modelwatch", "ml", values(t, "prometheusRule: {enabled: true, disabledGroups: [modelwatch-gpu]}"))
+		if err == nil || !strings.Contains(err.Error(), `no rule group "modelwatch-gpu"`) {
+			t.Errorf("a misspelt group to disable rendered (err %v)", err)
+		}
+	})
 	t.Run("older Kubernetes is refused", func(t *testing.T) {
 		// The preStop sleep action needs 1.30.
 		if _, err := renderFor(t, "v1.29.9", "modelwatch", "ml", nil); err == nil || !strings.Contains(err.Error(), "kubeVersion") {
