@@ -20,9 +20,15 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	adapterclient "sigs.k8s.io/prometheus-adapter/pkg/client"
@@ -488,4 +494,65 @@ func podGauge(t *testing.T, promURL, pod, metric string) float64 {
 	}
 	t.Fatalf("no target for pod %s", pod)
 	return 0
+}
+
+// TestKubernetesDiscoveryRBAC checks that rbac.yaml lets the ServiceAccount
+// do what Kubernetes discovery with role pod does: get, list and watch pods
+// in every namespace.
+func TestKubernetesDiscoveryRBAC(t *testing.T) {
+	b, err := os.ReadFile("../prometheus/kubernetes/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	corev1.AddToScheme(scheme)
+	rbacv1.AddToScheme(scheme)
+	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
+	var (
+		accounts []*corev1.ServiceAccount
+		roles    = map[string]*rbacv1.ClusterRole{}
+		bindings []*rbacv1.ClusterRoleBinding
+	)
+	for _, doc := range releaseutil.SplitManifests(string(b)) {
+		obj, gvk, err := decoder.Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("rbac.yaml: strict decoding: %v\n%s", err, doc)
+		}
+		checkMeta(t, gvk.Kind, obj.(metav1.Object))
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			accounts = append(accounts, o)
+		case *rbacv1.ClusterRole:
+			roles[o.Name] = o
+		case *rbacv1.ClusterRoleBinding:
+			bindings = append(bindings, o)
+		default:
+			t.Fatalf("rbac.yaml: unexpected %s", gvk)
+		}
+	}
+	if len(accounts) != 1 || len(bindings) != 1 {
+		t.Fatalf("rbac.yaml: %d ServiceAccounts and %d ClusterRoleBindings, want one each", len(accounts), len(bindings))
+	}
+	sa, binding := accounts[0], bindings[0]
+	bound := false
+	for _, s := range binding.Subjects {
+		bound = bound || (s.Kind == rbacv1.ServiceAccountKind && s.Name == sa.Name && s.Namespace == sa.Namespace)
+	}
+	role := roles[binding.RoleRef.Name]
+	if !bound || binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.APIGroup != rbacv1.GroupName || role == nil {
+		t.Fatalf("the binding %+v does not give ServiceAccount %s/%s a ClusterRole of the file", binding, sa.Namespace, sa.Name)
+	}
+	allows := func(verb string) bool {
+		for _, r := range role.Rules {
+			if slices.Contains(r.APIGroups, "") && slices.Contains(r.Resources, "pods") && (slices.Contains(r.Verbs, verb) || slices.Contains(r.Verbs, "*")) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, verb := range []string{"get", "list", "watch"} {
+		if !allows(verb) {
+			t.Errorf("ClusterRole %s does not allow %s on pods", role.Name, verb)
+		}
+	}
 }
