@@ -536,7 +536,7 @@ func checkRelease(t *testing.T, r *release) {
 		}
 		job := false
 		for _, rc := range ep.RelabelConfigs {
-			job = job || (rc.TargetLabel == "job" && rc.Replacement == "modelwatch")
+			job = job || (rc.TargetLabel == "job" && rc.Replacement != nil && *rc.Replacement == "modelwatch")
 		}
 		if !job {
 			t.Errorf("ServiceMonitor does not set job=\"modelwatch\", which the rules select: %+v", ep.RelabelConfigs)

@@ -342,17 +342,15 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			Dropped []target `json:"droppedTargets"`
 		} `json:"data"`
 	}
-	testenv.WaitFor(t, "the three modelwatch pods up", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the three modelwatch pods up and the https one scraped", 30*time.Second, func() (bool, string) {
 		testenv.GetJSON(t, prom.URL+"/api/v1/targets?state=any", &targets)
-		up := 0
+		health := map[string]int{}
 		var state []string
 		for _, a := range targets.Data.Active {
-			if a.Health == "up" {
-				up++
-			}
+			health[a.Health]++
 			state = append(state, a.ScrapeURL+" "+a.Health)
 		}
-		return up == 3, strings.Join(state, ", ")
+		return health["up"] == 3 && health["down"] == 1, strings.Join(state, ", ")
 	})
 
 	want := map[string]string{}
@@ -392,10 +390,10 @@ func TestKubernetesScrapeJob(t *testing.T) {
 
 	// The rules see the pods under job="modelwatch": ModelwatchDown's
 	// expression finds exactly the unreachable https pod.
-	down, err := prom.Query(`up{job="modelwatch"} == 0`)
-	if err != nil || len(down) != 1 || down[0].Labels["pod"] != "fraud-modelwatch-5d8c7-d4" {
-		t.Errorf(`up{job="modelwatch"} == 0: %v %v, want only the https pod`, down, err)
-	}
+	testenv.WaitFor(t, `up{job="modelwatch"} == 0 for the https pod only`, 10*time.Second, func() (bool, string) {
+		down, err := prom.Query(`up{job="modelwatch"} == 0`)
+		return err == nil && len(down) == 1 && down[0].Labels["pod"] == "fraud-modelwatch-5d8c7-d4", fmt.Sprint(down, err)
+	})
 
 	t.Run("prometheus-adapter", func(t *testing.T) {
 		checkAdapter(t, prom.URL, servers[0].pod, servers[1].pod, servers[2].pod)
