@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -246,6 +247,9 @@ func TestDefaultValues(t *testing.T) {
 	if cfg.ModelRepository != "" || !cfg.EmbeddedModel || cfg.ListenAddress != ":8000" {
 		t.Errorf("default args %q: repository %q, embedded %v, listen %q; want the embedded model only on :8000", c.Args, cfg.ModelRepository, cfg.EmbeddedModel, cfg.ListenAddress)
 	}
+	if env := c.Env; len(env) != 1 || env[0].Name != "GOMEMLIMIT" || env[0].Value != "2611MiB" {
+		t.Errorf("env %+v, want GOMEMLIMIT at 85%% of the 3Gi limit, 2611MiB", env)
+	}
 	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/tmp" {
 		t.Errorf("default mounts %+v, want only /tmp", c.VolumeMounts)
 	}
@@ -346,7 +350,7 @@ func TestVariants(t *testing.T) {
 	})
 	t.Run("queue metric, CPU and no GPU rules", func(t *testing.T) {
 		r := mustRender(t, "churn", "ml", values(t, `
-autoscaling: {enabled: true, metric: modelwatch_queue_size, targetAverageValue: "4", targetCPUUtilizationPercentage: 80}
+autoscaling: {enabled: true, metric: modelwatch_queue_size, targetAverageValue: "4", targetCPUUtilizationPercentage: 150}
 prometheusRule: {enabled: true, disabledGroups: [modelwatch-gpu-recording, modelwatch-gpu-alerts]}
 prometheusScrapeAnnotations: false
 spreadAcrossNodes: false
@@ -359,7 +363,7 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 		}
 		pods, cpu := r.hpas[0].Spec.Metrics[0], r.hpas[0].Spec.Metrics[1]
 		if pods.Pods.Metric.Name != "modelwatch_queue_size" || pods.Pods.Target.AverageValue.String() != "4" ||
-			cpu.Resource.Name != corev1.ResourceCPU || *cpu.Resource.Target.AverageUtilization != 80 {
+			cpu.Resource.Name != corev1.ResourceCPU || *cpu.Resource.Target.AverageUtilization != 150 {
 			t.Errorf("HPA metrics %+v %+v", pods, cpu)
 		}
 		if len(r.serviceAccounts) != 0 || r.deployments[0].Spec.Template.Spec.ServiceAccountName != "default" {
@@ -381,6 +385,32 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 		if n := r.deployments[0].Name; len(n) != 63 || !strings.HasPrefix(n, name) {
 			t.Errorf("name %q (%d characters)", n, len(n))
 		}
+	})
+	t.Run("GOMEMLIMIT", func(t *testing.T) {
+		for _, c := range []struct{ values, want string }{
+			{"resources: {limits: {memory: 1536Mi}}", "1305MiB"},
+			{"goMemLimit: 2500MiB", "2500MiB"},
+			{"goMemLimit: 'off'", ""},
+			{"resources: {limits: {memory: 3G}}\ngoMemLimit: 2GiB", "2GiB"},
+		} {
+			r := mustRender(t, "modelwatch", "ml", values(t, c.values))
+			got := ""
+			for _, e := range r.deployments[0].Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "GOMEMLIMIT" {
+					got = e.Value
+				}
+			}
+			if got != c.want {
+				t.Errorf("%s: GOMEMLIMIT %q, want %q", c.values, got, c.want)
+			}
+		}
+		if _, err := render(t, "modelwatch", "ml", values(t, "resources: {limits: {memory: 3G}}")); err == nil || !strings.Contains(err.Error(), "goMemLimit: auto needs") {
+			t.Errorf("auto with a limit in G rendered (err %v)", err)
+		}
+	})
+	t.Run("as a subchart", func(t *testing.T) {
+		// Helm hands every subchart the parent's global values.
+		checkRelease(t, mustRender(t, "modelwatch", "ml", values(t, "global: {imageRegistry: registry.example.com}")))
 	})
 	t.Run("unknown rule group is refused", func(t *testing.T) {
 		_, err := render(t, "modelwatch", "ml", values(t, "prometheusRule: {enabled: true, disabledGroups: [modelwatch-gpu]}"))
@@ -428,6 +458,29 @@ func serveConfig(t *testing.T, args []string) config.Config {
 		t.Fatalf("modelwatch refuses the chart's args %q: %v", args, err)
 	}
 	return cfg
+}
+
+// goMemLimit returns the container's GOMEMLIMIT in bytes, 0 when unset,
+// parsed as the Go runtime parses it.
+func goMemLimit(t *testing.T, c corev1.Container) int64 {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		units := map[string]int64{"TiB": 1 << 40, "GiB": 1 << 30, "MiB": 1 << 20, "KiB": 1 << 10, "B": 1}
+		for _, u := range []string{"TiB", "GiB", "MiB", "KiB", "B"} {
+			if n, ok := strings.CutSuffix(e.Value, u); ok {
+				v, err := strconv.ParseInt(n, 10, 64)
+				if err != nil {
+					break
+				}
+				return v * units[u]
+			}
+		}
+		t.Fatalf("GOMEMLIMIT %q is not a size the Go runtime reads", e.Value)
+	}
+	return 0
 }
 
 // checkRelease checks what every rendering must hold: the objects find each
@@ -487,12 +540,8 @@ func checkRelease(t *testing.T, r *release) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v, want CPU and memory requests and a memory limit", c.Resources)
 	}
-	goMemLimit := false
-	for _, e := range c.Env {
-		goMemLimit = goMemLimit || (e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory")
-	}
-	if !goMemLimit {
-		t.Errorf("env %+v: GOMEMLIMIT does not follow the memory limit", c.Env)
+	if limit := goMemLimit(t, c); limit != 0 && (limit >= c.Resources.Limits.Memory().Value() || limit < c.Resources.Limits.Memory().Value()/2) {
+		t.Errorf("GOMEMLIMIT %d bytes against a memory limit of %s", limit, c.Resources.Limits.Memory())
 	}
 	// Kubernetes stops the pod after the preStop pause and the drain; the
 	// grace period must cover both or in-flight requests are cut.
@@ -540,6 +589,10 @@ func checkRelease(t *testing.T, r *release) {
 		}
 		if !job {
 			t.Errorf("ServiceMonitor does not set job=\"modelwatch\", which the rules select: %+v", ep.RelabelConfigs)
+		}
+		last := ep.RelabelConfigs[len(ep.RelabelConfigs)-1]
+		if last.Action != "labeldrop" || last.Regex != "endpoint" {
+			t.Errorf("ServiceMonitor keeps the Operator's endpoint target label, which displaces modelwatch's endpoint label: %+v", ep.RelabelConfigs)
 		}
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
@@ -273,6 +278,27 @@ func TestKubernetesScrapeJob(t *testing.T) {
 		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 		servers = append(servers, server{s.pod, s.ip, testenv.Port(t, addr)})
 	}
+	// Two more pods export fixed values of the gauges the adapter serves,
+	// over two models each, so that its per-pod arithmetic shows: a sum is
+	// neither the largest nor the mean.
+	fixed := map[string]map[string]float64{"active_requests": {}, "model_queue_size": {}}
+	for i, v := range []struct{ active, queue [2]float64 }{{[2]float64{3, 2}, [2]float64{1, 0}}, {[2]float64{1, 0}, [2]float64{2, 2}}} {
+		reg := prometheus.NewRegistry()
+		active := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "active_requests", Help: "Requests in progress."}, []string{"model_name"})
+		queue := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "model_queue_size", Help: "Requests waiting for a batch."}, []string{"model_name"})
+		reg.MustRegister(active, queue)
+		pod := fmt.Sprintf("fraud-modelwatch-5d8c7-s%d", i+1)
+		for j, m := range []string{"fraud_model", "churn"} {
+			active.WithLabelValues(m).Set(v.active[j])
+			queue.WithLabelValues(m).Set(v.queue[j])
+		}
+		fixed["active_requests"][pod] = v.active[0] + v.active[1]
+		fixed["model_queue_size"][pod] = v.queue[0] + v.queue[1]
+		srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		servers = append(servers, server{pod, u.Hostname(), testenv.Port(t, u.Host)})
+	}
 
 	withAnnotations := func(over map[string]string) map[string]string {
 		a := map[string]string{}
@@ -301,6 +327,10 @@ func TestKubernetesScrapeJob(t *testing.T) {
 		{name: servers[1].pod, ip: servers[1].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[1]),
 			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
 		{name: servers[2].pod, ip: servers[2].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[2])},
+		{name: servers[3].pod, ip: servers[3].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[3]),
+			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
+		{name: servers[4].pod, ip: servers[4].ip, phase: "Running", labels: tmpl.Labels, annotations: portOf(servers[4]),
+			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
 		// Scraped where its annotations say: another scheme and path.
 		{name: "fraud-modelwatch-5d8c7-d4", ip: "127.0.0.3", phase: "Running", labels: tmpl.Labels,
 			annotations: withAnnotations(map[string]string{"prometheus.io/scheme": "https", "prometheus.io/path": "/internal/metrics", "prometheus.io/port": "9443"}),
@@ -342,7 +372,7 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			Dropped []target `json:"droppedTargets"`
 		} `json:"data"`
 	}
-	testenv.WaitFor(t, "the three modelwatch pods up and the https one scraped", 30*time.Second, func() (bool, string) {
+	testenv.WaitFor(t, "the five modelwatch pods up and the https one scraped", 30*time.Second, func() (bool, string) {
 		testenv.GetJSON(t, prom.URL+"/api/v1/targets?state=any", &targets)
 		health := map[string]int{}
 		var state []string
@@ -350,7 +380,7 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			health[a.Health]++
 			state = append(state, a.ScrapeURL+" "+a.Health)
 		}
-		return health["up"] == 3 && health["down"] == 1, strings.Join(state, ", ")
+		return health["up"] == len(servers) && health["down"] == 1, strings.Join(state, ", ")
 	})
 
 	want := map[string]string{}
@@ -396,15 +426,21 @@ func TestKubernetesScrapeJob(t *testing.T) {
 	})
 
 	t.Run("prometheus-adapter", func(t *testing.T) {
-		checkAdapter(t, prom.URL, servers[0].pod, servers[1].pod, servers[2].pod)
+		var pods []string
+		for _, s := range servers {
+			pods = append(pods, s.pod)
+		}
+		sort.Strings(pods)
+		checkAdapter(t, prom.URL, pods, fixed)
 	})
 }
 
 // checkAdapter does what prometheus-adapter does for a HorizontalPodAutoscaler
 // on the pods of namespace ml, with its own code against a live Prometheus:
 // discover series with each rule's series query, name them, and query a value
-// per pod. Each value must equal the sum of the gauge on that pod's /metrics.
-func checkAdapter(t *testing.T, promURL string, pods ...string) {
+// per pod. Each value must equal fixed[series][pod] where given, else the sum
+// of the gauge on that pod's /metrics.
+func checkAdapter(t *testing.T, promURL string, pods []string, fixed map[string]map[string]float64) {
 	base, _ := url.Parse(promURL)
 	client := adapterclient.NewClient(http.DefaultClient, base, nil, "GET")
 	ctx := context.Background()
@@ -445,7 +481,11 @@ func checkAdapter(t *testing.T, promURL string, pods ...string) {
 		}
 		for _, s := range *res.Vector {
 			pod := string(s.Metric["pod"])
-			if want := podGauge(t, promURL, pod, series[0].Name); float64(s.Value) != want {
+			want, ok := fixed[series[0].Name][pod]
+			if !ok {
+				want = podGauge(t, promURL, pod, series[0].Name)
+			}
+			if float64(s.Value) != want {
 				t.Errorf("%s of %s = %v, its /metrics says %v", name, pod, s.Value, want)
 			}
 		}
@@ -551,6 +591,130 @@ func TestKubernetesDiscoveryRBAC(t *testing.T) {
 	for _, verb := range []string{"get", "list", "watch"} {
 		if !allows(verb) {
 			t.Errorf("ClusterRole %s does not allow %s on pods", role.Name, verb)
+		}
+	}
+}
+
+// relabelConfigs turns a ServiceMonitor's relabelings into the Prometheus
+// configuration the Operator writes for them.
+func relabelConfigs(rcs []monitoringv1.RelabelConfig) []map[string]any {
+	var out []map[string]any
+	for _, rc := range rcs {
+		m := map[string]any{}
+		if len(rc.SourceLabels) > 0 {
+			m["source_labels"] = rc.SourceLabels
+		}
+		if rc.Separator != nil {
+			m["separator"] = *rc.Separator
+		}
+		if rc.TargetLabel != "" {
+			m["target_label"] = rc.TargetLabel
+		}
+		if rc.Regex != "" {
+			m["regex"] = rc.Regex
+		}
+		if rc.Modulus != 0 {
+			m["modulus"] = rc.Modulus
+		}
+		if rc.Replacement != nil {
+			m["replacement"] = *rc.Replacement
+		}
+		if rc.Action != "" {
+			m["action"] = strings.ToLower(rc.Action)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestServiceMonitorScrape scrapes a real modelwatch pod the way the
+// Prometheus Operator does for the chart's ServiceMonitor: the target comes
+// with the labels the Operator's own relabelling gives an endpoint of a
+// Service (job named after the Service, endpoint after the port, namespace,
+// service, pod, container), then the ServiceMonitor's relabelings run, as
+// the Operator appends them. The shipped rules must then find their series:
+// job="modelwatch", and modelwatch's own endpoint label, which the
+// Operator's would otherwise displace.
+func TestServiceMonitorScrape(t *testing.T) {
+	r := mustRender(t, "fraud", "ml", values(t, fullValues))
+	sm, svc := r.serviceMonitors[0], r.services[0]
+	ep := sm.Spec.Endpoints[0]
+	c := r.deployments[0].Spec.Template.Spec.Containers[0]
+	bin, err := testenv.BuildModelwatch("../..", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.FreePort(t)
+	args := []string{"serve", "--listen-address=" + addr}
+	for _, a := range c.Args[1:] {
+		// This pod serves the embedded model; the chart's points at a volume.
+		if !strings.HasPrefix(a, "--listen-address=") && !strings.HasPrefix(a, "--model-repository=") && !strings.HasPrefix(a, "--embedded-model=") {
+			args = append(args, a)
+		}
+	}
+	p := testenv.Start(t, bin, args...)
+	testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+
+	dir := t.TempDir()
+	pod := svc.Name + "-7f9c4-x2"
+	targets, _ := json.Marshal([]map[string]any{{
+		"targets": []string{addr},
+		"labels": map[string]string{
+			"job": svc.Name, "endpoint": ep.Port, "namespace": sm.Namespace, "service": svc.Name, "pod": pod, "container": c.Name,
+		},
+	}})
+	os.WriteFile(filepath.Join(dir, "targets.json"), targets, 0o644)
+	rulesDir, _ := filepath.Abs("../prometheus/rules")
+	cfg, _ := yaml.Marshal(map[string]any{
+		"global":     map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"},
+		"rule_files": []string{filepath.Join(rulesDir, "*.yml")},
+		"scrape_configs": []any{map[string]any{
+			"job_name":        fmt.Sprintf("serviceMonitor/%s/%s/0", sm.Namespace, sm.Name),
+			"metrics_path":    ep.Path,
+			"file_sd_configs": []any{map[string]any{"files": []string{filepath.Join(dir, "targets.json")}, "refresh_interval": "1s"}},
+			"relabel_configs": relabelConfigs(ep.RelabelConfigs),
+		}},
+	})
+	prom := testenv.StartPrometheus(t, testenv.FreePort(t), string(cfg))
+
+	predict := func(n int) {
+		t.Helper()
+		for i := 0; i < n; i++ {
+			resp, err := http.Post("http://"+addr+"/predict", "application/json", strings.NewReader(`{"inputs": [[950.0, 2, 8, 120.5, 11, 12]]}`))
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("predict: %v %v", resp, err)
+			}
+			resp.Body.Close()
+		}
+	}
+	wait := func(expr string, ok func([]testenv.Sample) bool) []testenv.Sample {
+		t.Helper()
+		var got []testenv.Sample
+		testenv.WaitFor(t, expr, 30*time.Second, func() (bool, string) {
+			var err error
+			got, err = prom.Query(expr)
+			return err == nil && ok(got), fmt.Sprint(got, err)
+		})
+		return got
+	}
+	up := wait(`up{job="modelwatch"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 1 })[0]
+	want := map[string]string{"job": "modelwatch", "namespace": "ml", "service": svc.Name, "pod": pod, "container": "modelwatch", "instance": addr, "__name__": "up"}
+	if fmt.Sprint(up.Labels) != fmt.Sprint(want) {
+		t.Errorf("target labels %v, want %v", up.Labels, want)
+	}
+	// Two scrapes that see requests, so that their rate is defined.
+	predict(5)
+	wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 5 })
+	predict(5)
+	wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 10 })
+	if s, err := prom.Query(`{exported_endpoint!=""}`); err != nil || len(s) != 0 {
+		t.Errorf("series with exported_endpoint: %v %v", s, err)
+	}
+	// The SLO ratios select on endpoint; with the label displaced they are empty.
+	for _, rule := range []string{"slo:inference_errors:ratio_rate5m", "slo:inference_slow:ratio_rate5m"} {
+		s := wait(rule, func(s []testenv.Sample) bool { return len(s) == 1 && !math.IsNaN(s[0].Value) })
+		if s[0].Labels["job"] != "modelwatch" || s[0].Value != 0 {
+			t.Errorf("%s = %v, want 0 for job modelwatch", rule, s)
 		}
 	}
 }

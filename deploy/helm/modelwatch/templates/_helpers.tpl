@@ -52,3 +52,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "modelwatch.minReplicas" -}}
 {{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
+
+{{/*
+GOMEMLIMIT: goMemLimit as given, nothing for off, and for auto 85% of the
+memory limit (in Mi or Gi), or nothing without a limit.
+*/}}
+{{- define "modelwatch.goMemLimit" -}}
+{{- $v := .Values.goMemLimit | default "auto" }}
+{{- if eq $v "auto" }}
+{{- $limit := toString (dig "limits" "memory" "" .Values.resources) }}
+{{- if $limit }}
+{{- if not (regexMatch "^[0-9]+(Mi|Gi)$" $limit) }}
+{{- fail (printf "goMemLimit: auto needs resources.limits.memory in Mi or Gi, not %q; set goMemLimit to a size such as 2500MiB, or off" $limit) }}
+{{- end }}
+{{- $mib := regexFind "^[0-9]+" $limit | atoi }}
+{{- if hasSuffix "Gi" $limit }}{{ $mib = mul $mib 1024 }}{{ end }}
+{{- printf "%dMiB" (div (mul $mib 85) 100) }}
+{{- end }}
+{{- else if ne $v "off" }}
+{{- $v }}
+{{- end }}
+{{- end }}
