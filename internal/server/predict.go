@@ -199,7 +199,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 	t1 := s.opts.Now()
 
 	var timing model.Timing
-	ctx, cancel := context.WithTimeout(model.WithTiming(ctx, &timing), s.opts.RequestTimeout)
+	ctx, cancel := withLazyDeadline(model.WithTiming(ctx, &timing), time.Now().Add(s.opts.RequestTimeout))
 	out, pred, err := call(ctx)
 	cancel()
 	t2 := s.opts.Now()
