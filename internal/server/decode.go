@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -325,20 +326,26 @@ func (p *scanner) number() (float64, bool) {
 	return v, true
 }
 
-// plainString reads a string without escapes; ok is false for anything else.
+// plainString reads a string without escapes or invalid UTF-8 (which
+// encoding/json replaces with U+FFFD); ok is false for anything else.
 func (p *scanner) plainString() (string, bool) {
 	if !p.consume('"') {
 		return "", false
 	}
-	start := p.i
+	start, ascii := p.i, true
 	for p.i < len(p.b) {
 		switch c := p.b[p.i]; {
 		case c == '"':
+			if !ascii && !utf8.Valid(p.b[start:p.i]) {
+				return "", false
+			}
 			s := string(p.b[start:p.i])
 			p.i++
 			return s, true
 		case c == '\\' || c < 0x20:
 			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 		p.i++
 	}
