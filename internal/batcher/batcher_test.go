@@ -105,21 +105,31 @@ func TestMergesAndSplits(t *testing.T) {
 }
 
 func TestOverloadedAndCancelled(t *testing.T) {
-	d := &doubler{block: make(chan struct{})}
+	d := &doubler{block: make(chan struct{}), entered: make(chan struct{}, 3)}
 	m := Wrap(d.model(), Config{MaxBatchRows: 1, QueueCapacity: 2, Workers: 1}, Observers{})
 	one := model.Batch{Rows: 1, Cols: 2, Values: []float64{1, 1}}
 	results := make(chan error, 3)
-	for range 3 {
-		go func() { _, err := m.Predict(context.Background(), one); results <- err }()
-	}
-	// One running (blocked), two queued: the next is refused at once.
+	predict := func() { _, err := m.Predict(context.Background(), one); results <- err }
+	// One running (blocked in the model, so nothing leaves the queue), two
+	// queued: the next is refused at once.
+	go predict()
+	<-d.entered
+	go predict()
+	go predict()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(m.(*Model).queue) < 2 && time.Now().Before(deadline) {
+	for len(m.(*Model).queue) < 2 {
+		if time.Now().After(deadline) {
+			close(d.block)
+			t.Fatalf("%d requests queued after 5s, want 2", len(m.(*Model).queue))
+		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := m.Predict(context.Background(), one); !errors.Is(err, model.ErrOverloaded) {
+	// Bounded, so that a request wrongly queued fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if _, err := m.Predict(ctx, one); !errors.Is(err, model.ErrOverloaded) {
 		t.Errorf("full queue: %v", err)
 	}
+	cancel()
 	close(d.block)
 	for range 3 {
 		if err := <-results; err != nil {
@@ -136,7 +146,7 @@ func TestOverloadedAndCancelled(t *testing.T) {
 	m2 := Wrap(d2.model(), Config{MaxBatchRows: 1, Workers: 1}, Observers{})
 	go m2.Predict(context.Background(), one) // holds the only worker
 	<-d2.entered
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := m2.Predict(ctx, one); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("cancelled while queued: %v", err)
