@@ -3,11 +3,11 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -32,8 +32,18 @@ type Collector struct {
 	xids  []uint64
 	last  []uint64
 
-	running atomic.Bool // a reading is in progress
-	warned  sync.Map    // string -> struct{}: readings already logged as failing
+	// inflight is the reading in progress, shared by concurrent scrapes;
+	// nil when none runs.
+	inflightMu sync.Mutex
+	inflight   *reading
+	warned     sync.Map // string -> struct{}: readings already logged as failing
+}
+
+// reading is one pass over every GPU; done closes when metrics is set.
+type reading struct {
+	started time.Time
+	done    chan struct{}
+	metrics []prometheus.Metric
 }
 
 type device struct {
@@ -173,26 +183,52 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector. It reads every GPU, giving up
 // after the collector's timeout: a GPU that has fallen off the bus can make
-// NVML calls hang, and a scrape must not. While a timed-out reading is still
-// running, further scrapes export no GPU metrics.
+// NVML calls hang, and a scrape must not. Scrapes that arrive while a reading
+// runs share it (two Prometheus servers scraping at once read NVML once);
+// while a reading older than the timeout is still running, further scrapes
+// export no GPU metrics and return at once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	if !c.running.CompareAndSwap(false, true) {
-		c.log.Warn("GPU metrics skipped: an earlier NVML reading has not returned")
+	r, err := c.join()
+	if err != nil {
+		c.log.Warn("GPU metrics skipped: an earlier NVML reading has not returned", "started", r.started)
 		return
 	}
-	done := make(chan []prometheus.Metric, 1)
-	go func() {
-		defer c.running.Store(false)
-		done <- c.read()
-	}()
+	wait := time.NewTimer(c.timeout - time.Since(r.started))
+	defer wait.Stop()
 	select {
-	case ms := <-done:
-		for _, m := range ms {
+	case <-r.done:
+		for _, m := range r.metrics {
 			ch <- m
 		}
-	case <-time.After(c.timeout):
+	case <-wait.C:
 		c.log.Warn("GPU metrics skipped: NVML did not answer in time", "timeout", c.timeout)
 	}
+}
+
+var errHung = errors.New("NVML reading hung")
+
+// join returns the reading in progress, starting one if none runs. It fails
+// when the reading in progress has outlived the timeout.
+func (c *Collector) join() (*reading, error) {
+	c.inflightMu.Lock()
+	defer c.inflightMu.Unlock()
+	if r := c.inflight; r != nil {
+		if time.Since(r.started) >= c.timeout {
+			return r, errHung
+		}
+		return r, nil
+	}
+	r := &reading{started: time.Now(), done: make(chan struct{})}
+	c.inflight = r
+	go func() {
+		ms := c.read()
+		c.inflightMu.Lock()
+		c.inflight = nil
+		c.inflightMu.Unlock()
+		r.metrics = ms
+		close(r.done)
+	}()
+	return r, nil
 }
 
 // read takes every reading of every GPU. GPUs are read in parallel: one

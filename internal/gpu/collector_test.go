@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,12 +219,76 @@ func TestCollectIsBoundedInTime(t *testing.T) {
 	}
 	close(release)
 	deadline := time.Now().Add(10 * time.Second)
-	for c.running.Load() && time.Now().Before(deadline) {
+	for c.busy() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	if n := testutil.CollectAndCount(c, "gpu_utilization_percent"); n != 1 {
 		t.Errorf("after NVML recovered: %d series", n)
 	}
+}
+
+// busy reports whether a reading is in progress.
+func (c *Collector) busy() bool {
+	c.inflightMu.Lock()
+	defer c.inflightMu.Unlock()
+	return c.inflight != nil
+}
+
+// TestConcurrentScrapesShareAReading: scrapes that arrive while NVML is being
+// read wait for that reading instead of skipping or reading again, and a
+// scrape right after another gets every series.
+func TestConcurrentScrapesShareAReading(t *testing.T) {
+	s := fakeGPUs(2)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	s.Devices[0].(*server.Device).GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		if calls.Add(1) == 1 {
+			<-release
+		}
+		return nvml.Utilization{Gpu: 7}, nvml.SUCCESS
+	}
+	c, err := NewCollector(s, ourPID, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := testutil.CollectAndCount(fakeCollector(t, 2))
+	counts := make(chan int, 4)
+	for range 4 {
+		go func() { counts <- testutil.CollectAndCount(c) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// NVML is held inside the first reading: whoever comes now joins it.
+	first, err := c.join()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := c.join(); again != first {
+		t.Error("a second scrape started its own reading while one was running")
+	}
+	close(release)
+	<-first.done
+	for range 4 {
+		if got := <-counts; got != want {
+			t.Errorf("a concurrent scrape got %d series, want %d", got, want)
+		}
+	}
+	for i := range 200 {
+		if got := testutil.CollectAndCount(c); got != want {
+			t.Fatalf("scrape %d right after another got %d series, want %d", i, got, want)
+		}
+	}
+}
+
+func fakeCollector(t *testing.T, n int) *Collector {
+	t.Helper()
+	c, err := NewCollector(fakeGPUs(n), ourPID, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestOpenCallsNothingAfterAFailedInit uses a mock whose only function is
