@@ -77,8 +77,7 @@ func TestFeedbackEndpoint(t *testing.T) {
 }
 
 func TestStatusJSON(t *testing.T) {
-	var h *harness
-	h = newHarness(t, func(o *Options) { o.Gatherer = nil })
+	h := newHarness(t, func(o *Options) { o.Gatherer = nil })
 	h.srv.opts.Gatherer = h.reg
 	for i := range 8 {
 		row := safeRow
