@@ -188,9 +188,17 @@ func TestRepositoryOverTCP(t *testing.T) {
 		t.Errorf("regressor: %d, differs by %g", code, d)
 	}
 
+	// A number beyond the float32 input's range is the client's error, found
+	// before the model runs: never a model error a client could fake.
+	if code, r := post(t, p.url("/predict"), `{"model_name": "mlp", "inputs": [[1e39, 2, 3, 4]]}`); code != 422 || r["error_type"] != "invalid_input" {
+		t.Errorf("1e39 to a float32 ONNX input: %d %v", code, r)
+	}
+
 	code, text, _ := get(t, http.DefaultClient, p.url("/metrics"))
 	s := scrape(t, text)
 	for k, v := range map[string]float64{
+		`model_requests_total{model_name="mlp",model_version="1",status="error"}`:             0,
+		`model_prediction_errors_total{error_type="invalid_input",model_name="mlp"}`:          1,
 		`model_loaded_info{model_name="mlp",model_type="onnx",model_version="1"}`:             1,
 		`model_loaded_info{model_name="xgb",model_type="xgboost",model_version="2"}`:          1,
 		`model_requests_total{model_name="mlp",model_version="1",status="success"}`:           6,

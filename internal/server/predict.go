@@ -145,12 +145,34 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 		return model.Batch{}, newError(errShapeMismatch, "rows have %d values; model %s %s takes %d features: %s",
 			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))
 	}
+	// Values are checked against the input's element type here, before a
+	// batcher can merge them with other requests' rows: a value the model
+	// cannot take fails this request alone, as invalid input, never as a
+	// model error.
+	dt := model.FP64
+	if len(meta.InputTensors) > 0 {
+		dt = meta.InputTensors[0].DataType
+	}
 	for i, x := range in.values {
+		var why string
 		switch {
 		case math.IsInf(x, 0):
-			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) is too large to be a float64", i/in.cols, i%in.cols, meta.Features[i%in.cols])
-		case math.IsNaN(x) && !meta.AcceptsMissing:
-			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) is null, and model %s takes no missing values", i/in.cols, i%in.cols, meta.Features[i%in.cols], meta.Name)
+			why = "is too large to be a float64"
+		case math.IsNaN(x):
+			if !meta.AcceptsMissing {
+				why = "is null, and model " + meta.Name + " takes no missing values"
+			}
+		case dt == model.FP32 && math.Abs(x) > math.MaxFloat32:
+			why = "is too large for the model's 32-bit float input"
+		case dt == model.INT64 && (x != math.Trunc(x) || math.Abs(x) > 1<<53):
+			why = "must be a whole number of at most 2^53 for the model's 64-bit integer input"
+		case dt == model.INT32 && (x != math.Trunc(x) || x > math.MaxInt32 || x < math.MinInt32):
+			why = "must be a whole number for the model's 32-bit integer input"
+		case dt == model.BOOL && x != 0 && x != 1:
+			why = "must be 0 or 1 for the model's boolean input"
+		}
+		if why != "" {
+			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) %s", i/in.cols, i%in.cols, meta.Features[i%in.cols], why)
 		}
 	}
 	return model.Batch{Rows: in.n, Cols: in.cols, Values: in.values}, nil

@@ -224,6 +224,7 @@ func TestBadInput(t *testing.T) {
 		{"Infinity literal", "POST", "application/json", `{"inputs": [[25.0, 14, 0, Infinity, 2, 900]]}`, 400, errInvalidJSON, "", "NaN and Infinity are not JSON numbers"},
 		{"-Infinity literal", "POST", "application/json", `{"inputs": [[25.0, 14, 0, -Infinity, 2, 900]]}`, 400, errInvalidJSON, "", "NaN and Infinity are not JSON numbers"},
 		{"number overflowing to Inf", "POST", "application/json", `{"inputs": [[25.0, 14, 0, 1e999, 2, 900]]}`, 422, errInvalidInput, "fraud_model", "inputs[0][3] (distance_from_home_km) is too large"},
+		{"number beyond float32", "POST", "application/json", `{"inputs": [[25.0, 14, 0, 1e39, 2, 900]]}`, 422, errInvalidInput, "fraud_model", "inputs[0][3] (distance_from_home_km) is too large for the model's 32-bit float input"},
 		{"empty inputs", "POST", "application/json", `{"inputs": []}`, 422, errEmptyBatch, "fraud_model", `"inputs" has no rows`},
 		{"ragged rows", "POST", "application/json", `{"inputs": [` + safeRow + `, [1, 2, 3]]}`, 422, errShapeMismatch, "fraud_model", "row 1 has 3 values, row 0 has 6"},
 		{"wrong feature count", "POST", "application/json", `{"inputs": [[1, 2, 3]]}`, 422, errShapeMismatch, "fraud_model", "rows have 3 values; model fraud_model v1 takes 6 features: amount, hour_of_day"},

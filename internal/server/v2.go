@@ -489,7 +489,11 @@ func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, sp
 	}
 	values, count, err := decodeData(data, dt, int(n))
 	if err != nil {
-		return model.Tensor{}, newError(errInvalidRequest, "input %s: %v", name, err)
+		typ := errInvalidRequest
+		if errors.As(err, new(*valueError)) {
+			typ = errInvalidInput
+		}
+		return model.Tensor{}, newError(typ, "input %s: %v", name, err)
 	}
 	if count != int(n) {
 		return model.Tensor{}, newError(errShapeMismatch, "input %s has %d values; shape %v needs %d", name, count, shape, n)
@@ -504,6 +508,13 @@ func shapeString(s []int64) string {
 	}
 	return "[" + strings.Join(parts, ", ") + "] (-1: any size)"
 }
+
+// valueError is a tensor element that is a valid JSON number but not one the
+// tensor's datatype can hold: the request is well-formed, the input is not
+// (invalid_input, 422, as /predict answers).
+type valueError struct{ msg string }
+
+func (e *valueError) Error() string { return e.msg }
 
 // decodeData flattens a tensor's data, nested or flat, into a slice of the
 // datatype's Go type. It stops at limit+1 elements, so a body cannot make it
@@ -569,7 +580,11 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 			}
 			x, err := strconv.ParseInt(unsafe.String(&tok[0], len(tok)), 10, bits)
 			if err != nil {
-				return fmt.Errorf("value %d (%s) is not a %d-bit integer", count-1, tok, bits)
+				if _, ferr := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), 64); ferr == nil || errors.Is(ferr, strconv.ErrRange) {
+					// A JSON number, but not one the datatype holds.
+					return &valueError{fmt.Sprintf("value %d (%s) is not a %d-bit integer", count-1, tok, bits)}
+				}
+				return fmt.Errorf("value %d (%s) is not a number", count-1, tok)
 			}
 			if dt == model.INT32 {
 				i32 = append(i32, int32(x))
@@ -587,8 +602,12 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 			bits = 32
 		}
 		x, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), bits)
-		if err != nil || math.IsInf(x, 0) {
-			return fmt.Errorf("value %d (%s) is not a finite %d-bit number", count-1, tok, bits)
+		if err == nil && math.IsInf(x, 0) || errors.Is(err, strconv.ErrRange) {
+			// A JSON number, but too large for the datatype.
+			return &valueError{fmt.Sprintf("value %d (%s) is not a finite %d-bit number", count-1, tok, bits)}
+		}
+		if err != nil {
+			return fmt.Errorf("value %d (%s) is not a number", count-1, tok)
 		}
 		if dt == model.FP32 {
 			f32 = append(f32, float32(x))

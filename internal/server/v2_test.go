@@ -260,14 +260,14 @@ func TestV2BadInput(t *testing.T) {
 		{"fewer values than the shape", fraud, in("input", "FP32", "[2, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has 6 values; shape [2 6] needs 12"},
 		{"more values than the shape", fraud, in("input", "FP32", "[1, 6]", "[1, 2, 3, 4, 5, 6, 7]"), 400, errInvalidRequest, "fraud_model", "more values than the shape"},
 		{"string value", fraud, in("input", "FP32", "[1, 6]", `[1, "2", 3, 4, 5, 6]`), 400, errInvalidRequest, "fraud_model", "value 1 must be a number, not a string"},
-		{"overflowing FP32", fraud, in("input", "FP32", "[1, 6]", "[1, 1e39, 3, 4, 5, 6]"), 400, errInvalidRequest, "fraud_model", "value 1 (1e39) is not a finite 32-bit number"},
+		{"overflowing FP32", fraud, in("input", "FP32", "[1, 6]", "[1, 1e39, 3, 4, 5, 6]"), 422, errInvalidInput, "fraud_model", "value 1 (1e39) is not a finite 32-bit number"},
 		{"negative dimension", fraud, in("input", "FP32", "[-1, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has shape [-1 6]"},
 		{"huge shape", fraud, in("input", "FP32", "[100000000, 6]", "[1]"), 413, errBatchTooLarge, "fraud_model", "more than 16777216 elements"},
 		{"batch over the limit", fraud, in("input", "FP32", "[17, 6]", "["+strings.Repeat("0,", 17*6-1)+"0]"), 413, errBatchTooLarge, "fraud_model", "the batch has 17 rows, over the limit of 16"},
 		{"empty batch", fraud, in("input", "FP32", "[0, 6]", "[]"), 422, errEmptyBatch, "fraud_model", "the batch has no rows"},
 		{"unknown output", fraud, `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 6], "data": [1, 2, 3, 4, 5, 6]}], "outputs": [{"name": "logits"}]}`, 400, errInvalidRequest, "fraud_model", `the model has no output "logits"; it has probabilities, label`},
 		{"strict datatype", scorerPath, two("INT32", "[1]"), 422, errInvalidInput, "scorer", "input category is INT32; the model takes INT64"},
-		{"fraction for INT64", scorerPath, two("INT64", "[1.5]"), 400, errInvalidRequest, "scorer", "value 0 (1.5) is not a 64-bit integer"},
+		{"fraction for INT64", scorerPath, two("INT64", "[1.5]"), 422, errInvalidInput, "scorer", "value 0 (1.5) is not a 64-bit integer"},
 		{"missing input", scorerPath, `{"inputs": [{"name": "numeric", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}`, 400, errInvalidRequest, "scorer", "the model takes 2 inputs (numeric, category), the request has 1"},
 		{"batch sizes disagree", scorerPath, `{"inputs": [{"name": "numeric", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}, {"name": "category", "datatype": "INT64", "shape": [1], "data": [1]}]}`, 422, errShapeMismatch, "scorer", "inputs disagree on the batch size"},
 		{"unknown model", "/v2/models/no_such_model/infer", in("input", "FP32", "[1, 6]", "[1, 2, 3, 4, 5, 6]"), 404, errModelNotFound, "", "no model of that name"},
@@ -361,18 +361,28 @@ func TestV2DecodeData(t *testing.T) {
 		limit int
 		want  string
 		err   string
+		// valueErr: a JSON number the datatype cannot hold (invalid_input).
+		valueErr bool
 	}{
-		{`[[1, 2], [3, 4]]`, model.FP32, 4, "[1 2 3 4]", ""},
-		{`[1, 2, 3]`, model.INT32, 3, "[1 2 3]", ""},
-		{`[true, false]`, model.BOOL, 2, "[true false]", ""},
-		{`[1, 2]`, model.BOOL, 2, "", "must be true or false, not a number"},
-		{`[9223372036854775807]`, model.INT64, 1, "[9223372036854775807]", ""},
-		{`[2147483648]`, model.INT32, 1, "", "not a 32-bit integer"},
-		{`[1, 2, 3]`, model.FP64, 2, "", "more values than the shape"},
-		{`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`, model.FP64, 1, "", "nested too deeply"},
-		{`{"a": 1}`, model.FP64, 1, "", "must be a number, not an object"},
+		{`[[1, 2], [3, 4]]`, model.FP32, 4, "[1 2 3 4]", "", false},
+		{`[1, 2, 3]`, model.INT32, 3, "[1 2 3]", "", false},
+		{`[true, false]`, model.BOOL, 2, "[true false]", "", false},
+		{`[1, 2]`, model.BOOL, 2, "", "must be true or false, not a number", false},
+		{`[9223372036854775807]`, model.INT64, 1, "[9223372036854775807]", "", false},
+		{`[2147483648]`, model.INT32, 1, "", "not a 32-bit integer", true},
+		{`[1.5]`, model.INT64, 1, "", "value 0 (1.5) is not a 64-bit integer", true},
+		{`[1e39]`, model.FP32, 1, "", "value 0 (1e39) is not a finite 32-bit number", true},
+		{`[1, 1e400]`, model.FP64, 2, "", "value 1 (1e400) is not a finite 64-bit number", true},
+		{`[3.4e38]`, model.FP32, 1, "[3.4e+38]", "", false},
+		{`[1, 2, 3]`, model.FP64, 2, "", "more values than the shape", false},
+		{`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`, model.FP64, 1, "", "nested too deeply", false},
+		{`{"a": 1}`, model.FP64, 1, "", "must be a number, not an object", false},
 	} {
 		got, _, err := decodeData([]byte(tc.raw), tc.dt, tc.limit)
+		var ve *valueError
+		if isValue := errors.As(err, &ve); isValue != tc.valueErr {
+			t.Errorf("%s: %v is a value error: %v, want %v", tc.raw, err, isValue, tc.valueErr)
+		}
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: %v, want %q", tc.raw, err, tc.err)

@@ -399,6 +399,9 @@ func fromFloat64(vals []float64, dt model.DataType) (any, error) {
 	case model.FP32:
 		out := make([]float32, len(vals))
 		for i, v := range vals {
+			if math.Abs(v) > math.MaxFloat32 {
+				return nil, fmt.Errorf("%w: value %d (%v) is too large for a %s input", model.ErrInvalidInput, i, v, dt)
+			}
 			out[i] = float32(v)
 		}
 		return out, nil

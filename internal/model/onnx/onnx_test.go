@@ -242,6 +242,12 @@ func TestPredictConvertsAndChecksValues(t *testing.T) {
 	if _, err := fromFloat64([]float64{1.5}, model.INT64); !errors.Is(err, model.ErrInvalidInput) {
 		t.Errorf("fraction for INT64: %v", err)
 	}
+	if _, err := fromFloat64([]float64{1, -1e39}, model.FP32); !errors.Is(err, model.ErrInvalidInput) {
+		t.Errorf("-1e39 for FP32: %v", err)
+	}
+	if v, err := fromFloat64([]float64{math.NaN(), -math.MaxFloat32}, model.FP32); err != nil || !math.IsNaN(float64(v.([]float32)[0])) {
+		t.Errorf("NaN and the lowest float32 for FP32: %v %v", v, err)
+	}
 	if _, err := fromFloat64([]float64{2}, model.BOOL); !errors.Is(err, model.ErrInvalidInput) {
 		t.Errorf("2 for BOOL: %v", err)
 	}
