@@ -83,6 +83,7 @@ type Repository struct {
 	mu       sync.Mutex
 	versions map[key]*entry
 	unloaded map[string]bool     // models unloaded on request, until loaded again
+	broken   map[string]string   // models whose directory or config.yaml cannot be read -> why
 	hashes   map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
 	synced   bool
 }
@@ -113,6 +114,7 @@ func New(opts Options) *Repository {
 		log:      opts.Logger.With("component", "repository"),
 		versions: map[key]*entry{},
 		unloaded: map[string]bool{},
+		broken:   map[string]string{},
 		hashes:   map[string]fileHash{},
 	}
 	if opts.Dir != "" {
@@ -135,9 +137,13 @@ type found struct {
 // scan lists the versions the sources serve under each model's version
 // policy. Models whose directory or configuration cannot be read are
 // returned in broken with the reason.
-func (r *Repository) scan() (map[key]found, map[string]error) {
+//
+// excluded holds the versions whose files are there but which the version
+// policy leaves out.
+func (r *Repository) scan() (want map[key]found, excluded map[key]bool, broken map[string]error) {
 	out := map[key]found{}
-	broken := map[string]error{}
+	excluded = map[key]bool{}
+	broken = map[string]error{}
 	add := func(fsys fs.FS, source string, only func(string) bool) {
 		entries, err := fs.ReadDir(fsys, ".")
 		if err != nil {
@@ -149,13 +155,17 @@ func (r *Repository) scan() (map[key]found, map[string]error) {
 			if !e.IsDir() || model.ValidName(name) != nil || !only(name) {
 				continue
 			}
-			vs, err := r.scanModel(fsys, source, name)
+			vs, all, err := r.scanModel(fsys, source, name)
 			if err != nil {
 				broken[name] = err
 				continue
 			}
+			for _, v := range all {
+				excluded[key{name, v}] = true
+			}
 			for _, f := range vs {
 				out[key{f.name, f.version}] = f
+				delete(excluded, key{f.name, f.version})
 			}
 		}
 	}
@@ -171,25 +181,27 @@ func (r *Repository) scan() (map[key]found, map[string]error) {
 	if r.opts.Embedded != nil {
 		add(r.opts.Embedded, "embedded", func(n string) bool { return !inDir[n] })
 	}
-	return out, broken
+	return out, excluded, broken
 }
 
-func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, error) {
+// scanModel returns the versions of a model its version policy selects, and
+// the names of all versions that have a model file.
+func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, []string, error) {
 	var cfg model.Config
 	cfgData, err := fs.ReadFile(fsys, path.Join(name, "config.yaml"))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("read config.yaml: %w", err)
+		return nil, nil, fmt.Errorf("read config.yaml: %w", err)
 	default:
 		if cfg, err = model.ParseConfig(bytes.NewReader(cfgData)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	sum := sha256.Sum256(cfgData)
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
-		return nil, fmt.Errorf("read model directory: %w", err)
+		return nil, nil, fmt.Errorf("read model directory: %w", err)
 	}
 	byVersion := map[string]found{}
 	var versions []string
@@ -210,7 +222,7 @@ func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, error)
 	for _, v := range cfg.VersionPolicy.Select(versions) {
 		out = append(out, byVersion[v])
 	}
-	return out, nil
+	return out, versions, nil
 }
 
 // fingerprint hashes a version's file, re-reading it only when its size or
@@ -247,13 +259,8 @@ func (r *Repository) Sync(ctx context.Context) {
 
 // sync does the work of Sync; with only set, it touches that model alone.
 func (r *Repository) sync(ctx context.Context, only string) {
-	want, broken := r.scan()
-	for name, err := range broken {
-		if only != "" && name != only {
-			continue
-		}
-		r.log.Error("model cannot be read", "model", name, "err", err)
-	}
+	want, excluded, broken := r.scan()
+	healed := r.noteBroken(broken, only)
 	keys := make([]key, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -282,7 +289,18 @@ func (r *Repository) sync(ctx context.Context, only string) {
 		if (only != "" && k.name != only) || broken[k.name] != nil {
 			continue
 		}
-		r.remove(k, e, "its files are gone")
+		why := "its files are gone"
+		if excluded[k] {
+			why = "the model's version_policy leaves it out"
+		}
+		r.remove(k, e, why)
+	}
+	// A broken model that has left every source leaves no failure count
+	// behind (as remove does for a version that never loaded).
+	for _, name := range healed {
+		if !wanted(want, name) && !r.known(name) && !r.opts.Registry.Has(name) {
+			r.opts.Metrics.LoadFailures.DeleteLabelValues(name)
+		}
 	}
 	// Default versions follow the configuration.
 	seen := map[string]bool{}
@@ -292,6 +310,55 @@ func (r *Repository) sync(ctx context.Context, only string) {
 			r.opts.Registry.SetDefaultVersion(f.name, f.cfg.DefaultVersion)
 		}
 	}
+}
+
+// noteBroken records the models whose directory or configuration cannot be
+// read. Each new or changed reason counts one load failure and one log line:
+// ModelLoadFailing fires for a typo in config.yaml as for a bad model file,
+// without a count at every poll. With only set, other models are left as
+// they are. It returns the models that were broken and no longer are.
+func (r *Repository) noteBroken(broken map[string]error, only string) (healed []string) {
+	for name, err := range broken {
+		if only != "" && name != only {
+			continue
+		}
+		reason := err.Error()
+		if r.broken[name] == reason {
+			continue
+		}
+		r.broken[name] = reason
+		r.opts.Metrics.LoadFailures.WithLabelValues(name).Inc()
+		if r.hasServing(name) {
+			r.log.Error("model cannot be read; its loaded versions keep serving", "model", name, "err", reason)
+		} else {
+			r.log.Error("model cannot be read", "model", name, "err", reason)
+		}
+	}
+	for name := range r.broken {
+		if _, ok := broken[name]; !ok && (only == "" || name == only) {
+			delete(r.broken, name)
+			healed = append(healed, name)
+		}
+	}
+	return healed
+}
+
+func (r *Repository) hasServing(name string) bool {
+	for k, e := range r.versions {
+		if k.name == name && e.serving {
+			return true
+		}
+	}
+	return false
+}
+
+func wanted(want map[key]found, name string) bool {
+	for k := range want {
+		if k.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Repository) syncVersion(f found) {
@@ -505,7 +572,7 @@ func (r *Repository) Run(ctx context.Context, interval time.Duration) {
 func (r *Repository) Load(ctx context.Context, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	want, broken := r.scan()
+	want, _, broken := r.scan()
 	if err := broken[name]; err != nil {
 		return fmt.Errorf("model %s: %w", name, err)
 	}
@@ -566,6 +633,11 @@ func (r *Repository) Index() []Status {
 	for name := range r.unloaded {
 		out = append(out, Status{Name: name, State: Unavailable, Reason: "unloaded on request"})
 	}
+	for name, reason := range r.broken {
+		if !r.unloaded[name] {
+			out = append(out, Status{Name: name, State: Unavailable, Reason: "the model cannot be read: " + reason})
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
@@ -576,7 +648,8 @@ func (r *Repository) Index() []Status {
 }
 
 // Ready reports whether the first sync is done and every model that is not
-// unloaded on request has a version serving.
+// unloaded on request, including one whose configuration cannot be read, has
+// a version serving.
 func (r *Repository) Ready() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -586,6 +659,11 @@ func (r *Repository) Ready() bool {
 	serving := map[string]bool{}
 	for k, e := range r.versions {
 		serving[k.name] = serving[k.name] || e.serving
+	}
+	for name := range r.broken {
+		if _, ok := serving[name]; !ok && !r.unloaded[name] {
+			serving[name] = false
+		}
 	}
 	for _, ok := range serving {
 		if !ok {

@@ -1,8 +1,10 @@
 package repository
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -245,12 +247,111 @@ func TestEmbeddedAndRepository(t *testing.T) {
 
 func TestBadConfigKeepsServing(t *testing.T) {
 	f := newFixture(t, false)
+	ctx := context.Background()
 	f.put("m", "1", "binary")
-	f.repo.Sync(context.Background())
+	f.repo.Sync(ctx)
 	f.write("m/config.yaml", "version_polcy: {all: true}\n")
-	f.repo.Sync(context.Background())
-	if !f.reg.Has("m") {
+	f.repo.Sync(ctx)
+	f.repo.Sync(ctx)
+	if !f.reg.Has("m") || !f.repo.Ready() {
 		t.Error("an unreadable config.yaml unloaded the model")
+	}
+	if got := f.index(); got != "m/1 READY; m/ UNAVAILABLE (the model cannot)" {
+		t.Errorf("index %s", got)
+	}
+	// One failure for the broken file, however many polls see it.
+	if got := testutil.ToFloat64(f.met.LoadFailures.WithLabelValues("m")); got != 1 {
+		t.Errorf("load failures %v, want 1", got)
+	}
+}
+
+// TestBadConfigOfANewModel: a model whose config.yaml cannot be read never
+// loads; that shows as a load failure (ModelLoadFailing), in the index and
+// in readiness, not only in a log line.
+func TestBadConfigOfANewModel(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	f.put("churn", "1", "binary")
+	f.write("churn/config.yaml", "descripton: typo\n")
+	f.repo.Sync(ctx)
+	f.repo.Sync(ctx)
+	if f.reg.Has("churn") || f.repo.Ready() {
+		t.Errorf("served %v, ready %v", f.reg.Has("churn"), f.repo.Ready())
+	}
+	var reason string
+	for _, st := range f.repo.Index() {
+		if st.Name == "churn" {
+			reason = st.Reason
+		}
+	}
+	if !strings.Contains(reason, "the model cannot be read: ") || !strings.Contains(reason, "descripton") {
+		t.Errorf("index reason %q", reason)
+	}
+	failures := func() float64 { return testutil.ToFloat64(f.met.LoadFailures.WithLabelValues("churn")) }
+	if got := failures(); got != 1 {
+		t.Errorf("load failures %v, want 1", got)
+	}
+	// Another mistake counts again.
+	f.write("churn/config.yaml", "classes: 7\n")
+	f.repo.Sync(ctx)
+	if got := failures(); got != 2 {
+		t.Errorf("load failures %v after a second mistake, want 2", got)
+	}
+	// Fixed: it loads, and the count stays.
+	f.write("churn/config.yaml", "classes: [stays, churns]\n")
+	f.repo.Sync(ctx)
+	if !f.reg.Has("churn") || !f.repo.Ready() || failures() != 2 {
+		t.Errorf("after the fix: served %v, ready %v, failures %v", f.reg.Has("churn"), f.repo.Ready(), failures())
+	}
+	if got := f.index(); got != "churn/1 READY; fraud_model/v1 READY" {
+		t.Errorf("index %s", got)
+	}
+	// Broken, then removed: nothing of it is left.
+	f.write("churn/config.yaml", "descripton: typo\n")
+	f.repo.Sync(ctx)
+	os.RemoveAll(filepath.Join(f.dir, "churn"))
+	f.repo.Sync(ctx)
+	if f.met.LoadFailures.DeleteLabelValues("churn") || !f.repo.Ready() || f.reg.Has("churn") {
+		t.Errorf("after the model was removed: its load failure series is left, or ready %v, or served %v", f.repo.Ready(), f.reg.Has("churn"))
+	}
+	// Never loaded, broken, then removed: the same.
+	f.put("typo", "1", "binary")
+	f.write("typo/config.yaml", "classes: 7\n")
+	f.repo.Sync(ctx)
+	os.RemoveAll(filepath.Join(f.dir, "typo"))
+	f.repo.Sync(ctx)
+	if f.met.LoadFailures.DeleteLabelValues("typo") || !f.repo.Ready() || f.index() != "fraud_model/v1 READY" {
+		t.Errorf("after a broken model was removed: ready %v, index %s", f.repo.Ready(), f.index())
+	}
+}
+
+// TestPolicyUnloadSaysWhy: a version the version policy leaves out is
+// unloaded with that reason, not as if its files were gone.
+func TestPolicyUnloadSaysWhy(t *testing.T) {
+	var logs bytes.Buffer
+	reg := model.NewRegistry("m")
+	repo := New(Options{Registry: reg, Metrics: metrics.New(prometheus.NewRegistry()), Runtimes: []model.Runtime{xgboost.Runtime},
+		Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	f := &fixture{t: t, dir: repo.opts.Dir}
+	f.put("m", "1", "binary")
+	f.put("m", "2", "binary")
+	f.write("m/config.yaml", "version_policy: {all: true}\n")
+	repo.Sync(context.Background())
+	f.put("m", "3", "binary")
+	f.put("m", "4", "binary")
+	os.RemoveAll(filepath.Join(f.dir, "m", "1"))
+	f.write("m/config.yaml", "version_policy: {latest: 2}\n")
+	repo.Sync(context.Background())
+	if got := strings.Join(reg.Versions("m"), ","); got != "3,4" {
+		t.Errorf("serving %s", got)
+	}
+	for _, want := range []string{
+		`msg="model unloaded" component=repository model=m version=1 reason="its files are gone"`,
+		`msg="model unloaded" component=repository model=m version=2 reason="the model's version_policy leaves it out"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no log line %s in\n%s", want, logs.String())
+		}
 	}
 }
 
