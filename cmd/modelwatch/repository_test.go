@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -214,6 +215,17 @@ func TestRepositoryOverTCP(t *testing.T) {
 		t.Fatal(code)
 	}
 	promtoolCheck(t, text)
+
+	// loadgen drives an ONNX model through the Open Inference Protocol with
+	// the input name and datatype the model's metadata gives.
+	out, err := exec.Command(binary, "loadgen", "--url", p.url(""), "--api", "v2", "--models", "mlp", "--requests", "40", "--batch", "3", "--json").Output()
+	var res struct {
+		OK       int            `json:"ok"`
+		ByStatus map[string]int `json:"by_status"`
+	}
+	if err != nil || json.Unmarshal(out, &res) != nil || res.OK != 40 {
+		t.Errorf("loadgen --api v2 --models mlp: %v %+v %s", err, res, out)
+	}
 }
 
 func postJSON(t *testing.T, url, body string, out any) int {

@@ -88,8 +88,12 @@ var ErrUnreachable = errors.New("server unreachable")
 const maxSamples = 200_000
 
 type modelInfo struct {
+	name     string // the model's name, also when the target names none (the default model)
 	features []string
 	gen      func(r *rand.Rand, feature string, i int) float64
+	// input and datatype are the name and element type of the model's one
+	// input tensor, for the Open Inference Protocol.
+	input, datatype string
 }
 
 // Run sends the traffic and returns what happened. It returns
@@ -295,7 +299,9 @@ func describe(ctx context.Context, client *http.Client, base string, t Target) (
 	}
 	var meta struct {
 		Inputs []struct {
-			Shape []int64 `json:"shape"`
+			Name     string  `json:"name"`
+			Datatype string  `json:"datatype"`
+			Shape    []int64 `json:"shape"`
 		} `json:"inputs"`
 		Parameters struct {
 			Features []string `json:"features"`
@@ -317,7 +323,14 @@ func describe(ctx context.Context, client *http.Client, base string, t Target) (
 	if slices.Equal(features, fraudFeatures) {
 		gen = fraudValue
 	}
-	return modelInfo{features: features, gen: gen}, nil
+	info := modelInfo{name: name, features: features, gen: gen, input: "input", datatype: "FP64"}
+	if len(meta.Inputs) == 1 {
+		info.input = meta.Inputs[0].Name
+		if dt := meta.Inputs[0].Datatype; dt == "FP32" || dt == "FP64" {
+			info.datatype = dt
+		}
+	}
+	return info, nil
 }
 
 func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
@@ -368,10 +381,10 @@ func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (stri
 	var path string
 	var body []byte
 	if cfg.API == "v2" {
-		path = "/v2/models/" + model
 		if model == "" {
-			path = "/v2/models/fraud_model"
+			model = info.name
 		}
+		path = "/v2/models/" + model
 		if version != "" {
 			path += "/versions/" + version
 		}
@@ -381,7 +394,7 @@ func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (stri
 			flat = append(flat, row...)
 		}
 		body, _ = json.Marshal(map[string]any{"inputs": []map[string]any{{
-			"name": "input", "datatype": "FP64", "shape": []int{len(rows), len(rows[0])}, "data": flat,
+			"name": info.input, "datatype": info.datatype, "shape": []int{len(rows), len(rows[0])}, "data": flat,
 		}}})
 	} else {
 		path = "/predict"
