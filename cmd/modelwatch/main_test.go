@@ -355,6 +355,46 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownDelay: with --shutdown-delay, SIGTERM turns /ready to 503
+// while the server still takes requests, on new connections too, so that a
+// load balancer polling /ready stops sending before the listener closes.
+func TestShutdownDelay(t *testing.T) {
+	p := start(t, 1, "--shutdown-delay", "3s")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.logs.String(), "/ready answers 503") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown delay log:\n%s", p.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if code, body, _ := get(t, client, p.url("/ready")); code != 503 || !strings.Contains(body, `"ready":false`) {
+		t.Errorf("/ready during the delay: %d %s", code, body)
+	}
+	resp, err := client.Post(p.url("/predict"), "application/json", strings.NewReader(`{"inputs": [`+fraudRow+`]}`))
+	if err != nil {
+		t.Fatalf("a request during the delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("a request during the delay: %d", resp.StatusCode)
+	}
+	if strings.Contains(p.logs.String(), "draining in-flight requests") {
+		t.Error("draining began before the delay ended")
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil || !strings.Contains(p.logs.String(), "shut down cleanly") {
+			t.Errorf("exit: %v\n%s", err, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("modelwatch did not exit after the delay")
+	}
+}
+
 // TestMetricsBehindTLSAndBasicAuth serves /metrics on its own listener with
 // an exporter-toolkit web configuration; the API stays open.
 func TestMetricsBehindTLSAndBasicAuth(t *testing.T) {

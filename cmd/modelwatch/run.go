@@ -257,6 +257,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 	}
 	srv.SetReady(false)
+	if cfg.ShutdownDelay > 0 {
+		logger.Info("shutting down: /ready answers 503 while the server goes on serving", "delay", cfg.ShutdownDelay)
+		select {
+		case <-time.After(cfg.ShutdownDelay):
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	logger.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

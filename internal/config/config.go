@@ -37,6 +37,7 @@ type Config struct {
 	WriteTimeout         time.Duration
 	IdleTimeout          time.Duration
 	ShutdownTimeout      time.Duration
+	ShutdownDelay        time.Duration
 	LogLevel             string
 	LogFormat            string
 	GPUMetrics           string
@@ -102,8 +103,8 @@ func (c Config) Validate() error {
 		return errors.New("read-timeout, write-timeout and idle-timeout must be positive")
 	case c.WriteTimeout <= c.RequestTimeout:
 		return fmt.Errorf("write-timeout %s must be longer than request-timeout %s, or timed-out requests get no answer", c.WriteTimeout, c.RequestTimeout)
-	case c.ShutdownTimeout < 0:
-		return errors.New("shutdown-timeout must not be negative")
+	case c.ShutdownTimeout < 0 || c.ShutdownDelay < 0:
+		return errors.New("shutdown-timeout and shutdown-delay must not be negative")
 	}
 	if _, err := c.SlogLevel(); err != nil {
 		return err
@@ -176,7 +177,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from the end of reading a request to the end of its answer")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long an idle keep-alive connection stays open")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT or SIGTERM, how long in-flight requests may take to finish")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGINT or SIGTERM, how long to go on serving with /ready answering 503, so that load balancers stop sending requests, before the listeners close")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "on SIGINT or SIGTERM, after --shutdown-delay, how long in-flight requests may take to finish")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least severe log level written: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
 	fs.StringVar(&c.GPUMetrics, "gpu-metrics", c.GPUMetrics, "NVIDIA GPU metrics through NVML: auto (when a driver is present), on (refuse to start without one) or off")
