@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -185,5 +186,47 @@ func BenchmarkScrape(b *testing.B) {
 			}
 			b.ReportMetric(float64(size)/1024, "KiB")
 		})
+	}
+}
+
+// TestNativeHistogramsStayBounded: a client controls the sizes and latencies
+// a histogram observes; values spread over 18 decades must not grow a native
+// histogram past 160 buckets. Within the hour before a reset is allowed,
+// client_golang halves the resolution instead; the classic buckets stay.
+func TestNativeHistogramsStayBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.ModelLoaded(fraud, time.Second)
+	obs := m.InputSize.WithLabelValues("fraud_model")
+	for i := range 100_000 {
+		obs.Observe(math.Pow(10, -9+18*float64(i%1000)/1000) * (1 + float64(i)/1e6))
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() != "model_input_size_bytes" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		found = true
+		buckets := 0
+		for _, s := range append(h.GetPositiveSpan(), h.GetNegativeSpan()...) {
+			buckets += int(s.GetLength())
+		}
+		if buckets == 0 || buckets > 160 {
+			t.Errorf("native histogram with %d buckets, want 1 to 160", buckets)
+		}
+		if h.GetSchema() >= 3 {
+			t.Errorf("schema %d: the resolution was not reduced", h.GetSchema())
+		}
+		if h.GetSampleCount() != 100_000 || len(h.GetBucket()) != len(SizeBuckets) {
+			t.Errorf("%d observations, %d classic buckets", h.GetSampleCount(), len(h.GetBucket()))
+		}
+	}
+	if !found {
+		t.Fatal("no model_input_size_bytes")
 	}
 }
