@@ -7,6 +7,8 @@ package feedback
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -35,32 +37,60 @@ type Options struct {
 
 // Store keeps recent classifier predictions by request id. It is a
 // prometheus.Collector exporting model_accuracy_ratio.
+//
+// Predictions wait in a ring of fixed-size slots, in the order they were
+// made, indexed by a hash of their request id. Neither the ring nor the
+// index holds a pointer (only the rows after the first of a batch are kept
+// apart), so the garbage collector does not trace the tens of thousands of
+// predictions a busy server keeps, and keeping a one-row prediction
+// allocates nothing.
 type Store struct {
 	opts    Options
 	slotDur time.Duration
 	total   *prometheus.CounterVec
+	seed    maphash.Seed
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	queue   []queued // insertion order, for expiry and eviction
-	head    int
-	acc     map[key]*window
+	mu    sync.Mutex
+	index map[uint64]int32 // hash of a waiting prediction's request id -> its place in ring
+	ring  []slot           // circular, oldest at start; grows up to 2*MaxEntries places
+	start int
+	used  int // places in use from start, labelled or forgotten ones included
+	live  int // predictions waiting for a label
+	// more holds, by place, the classes of a prediction's rows after the
+	// first; nil for one-row predictions.
+	more [][]uint16
+	// models are the model versions of the waiting predictions; a slot names
+	// one by its position, modelIDs finds it by name and version.
+	models   []modelRef
+	modelIDs map[key]uint16
+	acc      map[key]*window
 }
 
 type key struct{ name, version string }
 
-type entry struct {
-	model   key
+type modelRef struct {
+	key
 	classes []string
-	pred    []uint16
-	expires time.Time
+	inUse   bool
 }
 
-type queued struct {
-	id      string
-	expires time.Time
-	e       *entry
+// maxIDLen is the longest request id kept; the server's ids (its own, or a
+// client's X-Request-ID) are at most 64 bytes.
+const maxIDLen = 64
+
+// slot is one prediction waiting for its label.
+type slot struct {
+	hash    uint64
+	expires int64 // Unix nanoseconds
+	model   uint16
+	rows    uint16 // rows kept (at most MaxRows)
+	pred0   uint16 // the first row's class; the others are in Store.more
+	live    bool
+	idLen   uint8
+	id      [maxIDLen]byte
 }
+
+func (sl *slot) is(id string) bool { return string(sl.id[:sl.idLen]) == id }
 
 type window struct {
 	slots []accSlot
@@ -108,76 +138,152 @@ func New(opts Options, total *prometheus.CounterVec) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total,
-		entries: map[string]*entry{}, acc: map[key]*window{}}
+	opts.MaxRows = min(opts.MaxRows, math.MaxUint16)
+	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total, seed: maphash.MakeSeed(),
+		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window{}}
 }
 
 // Record keeps the classes predicted for a request's rows until its label
 // arrives. classes names the model's classes; pred holds each row's class
-// index. Rows past MaxRows are not kept.
+// index. Rows past MaxRows are not kept; a request id longer than 64 bytes
+// is not kept at all. Recording an id again replaces its prediction.
 func (s *Store) Record(requestID, name, version string, classes []string, pred []int) {
-	if requestID == "" || len(pred) == 0 {
+	if requestID == "" || len(requestID) > maxIDLen || len(pred) == 0 {
 		return
 	}
-	p := make([]uint16, min(len(pred), s.opts.MaxRows))
-	for i := range p {
-		p[i] = uint16(pred[i])
-	}
+	rows := min(len(pred), s.opts.MaxRows)
+	h := maphash.String(s.seed, requestID)
 	now := s.opts.Now()
-	e := &entry{model: key{name, version}, classes: classes, pred: p, expires: now.Add(s.opts.TTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(now)
-	for len(s.entries) >= s.opts.MaxEntries {
+	s.expire(now.UnixNano())
+	model, ok := s.modelID(name, version, classes)
+	if !ok {
+		return
+	}
+	if at, ok := s.index[h]; ok {
+		// The same id again (or, once in 2^64, another with the same
+		// hash): the new prediction replaces the old.
+		s.drop(at)
+	}
+	for s.live >= s.opts.MaxEntries || s.used == 2*s.opts.MaxEntries {
 		s.evictOldest()
 	}
-	s.entries[requestID] = e
-	s.queue = append(s.queue, queued{id: requestID, expires: e.expires, e: e})
-	// Labelled predictions leave the map but not the queue: keep the queue
-	// within twice the map's bound by dropping their places.
-	if len(s.queue)-s.head > 2*s.opts.MaxEntries {
-		live := s.queue[:0]
-		for _, q := range s.queue[s.head:] {
-			if s.entries[q.id] == q.e {
-				live = append(live, q)
-			}
-		}
-		clear(s.queue[len(live):])
-		s.queue, s.head = live, 0
+	if s.used == len(s.ring) {
+		s.grow()
 	}
+	at := int32((s.start + s.used) % len(s.ring))
+	s.used++
+	s.live++
+	sl := &s.ring[at]
+	*sl = slot{hash: h, expires: now.Add(s.opts.TTL).UnixNano(), model: model,
+		rows: uint16(rows), pred0: uint16(pred[0]), live: true, idLen: uint8(len(requestID))}
+	copy(sl.id[:], requestID)
+	if rows > 1 {
+		p := make([]uint16, rows-1)
+		for i := range p {
+			p[i] = uint16(pred[i+1])
+		}
+		s.more[at] = p
+	}
+	s.index[h] = at
+}
+
+// modelID returns the position of a model version in s.models, adding it;
+// false when 65,536 model versions already have predictions waiting.
+func (s *Store) modelID(name, version string, classes []string) (uint16, bool) {
+	k := key{name, version}
+	if id, ok := s.modelIDs[k]; ok {
+		return id, true
+	}
+	// A forgotten model's position is reused; otherwise append. Positions
+	// are bounded by the versions loaded at once.
+	id := slices.IndexFunc(s.models, func(m modelRef) bool { return !m.inUse })
+	if id < 0 {
+		if len(s.models) > math.MaxUint16 {
+			return 0, false
+		}
+		id = len(s.models)
+		s.models = append(s.models, modelRef{})
+	}
+	s.models[id] = modelRef{key: k, classes: classes, inUse: true}
+	s.modelIDs[k] = uint16(id)
+	return uint16(id), true
+}
+
+// grow doubles the ring (up to 2*MaxEntries places), putting the oldest
+// place first.
+func (s *Store) grow() {
+	n := min(max(2*len(s.ring), 64), 2*s.opts.MaxEntries)
+	ring, more := make([]slot, n), make([][]uint16, n)
+	for i := range s.used {
+		from := (s.start + i) % len(s.ring)
+		ring[i], more[i] = s.ring[from], s.more[from]
+		if ring[i].live {
+			s.index[ring[i].hash] = int32(i)
+		}
+	}
+	s.ring, s.more, s.start = ring, more, 0
 }
 
 // expire drops predictions past their time.
-func (s *Store) expire(now time.Time) {
-	for s.head < len(s.queue) && !s.queue[s.head].expires.After(now) {
+func (s *Store) expire(now int64) {
+	for s.used > 0 && s.ring[s.start].expires <= now {
 		s.evictOldest()
-	}
-	// Compact the queue once half of it is spent.
-	if s.head > 1024 && s.head*2 > len(s.queue) {
-		s.queue = append(s.queue[:0], s.queue[s.head:]...)
-		s.head = 0
 	}
 }
 
+// evictOldest frees the oldest place, dropping its prediction if it still
+// waits.
 func (s *Store) evictOldest() {
-	if s.head >= len(s.queue) {
+	if s.used == 0 {
 		return
 	}
-	q := s.queue[s.head]
-	s.queue[s.head] = queued{}
-	s.head++
-	// The id may have been recorded again since, or labelled already.
-	if s.entries[q.id] == q.e {
-		delete(s.entries, q.id)
+	s.drop(int32(s.start))
+	s.start = (s.start + 1) % len(s.ring)
+	s.used--
+}
+
+// drop forgets the prediction at a place; the place stays used until it is
+// the oldest.
+func (s *Store) drop(at int32) {
+	sl := &s.ring[at]
+	if !sl.live {
+		return
 	}
+	sl.live = false
+	s.live--
+	delete(s.index, sl.hash)
+	s.more[at] = nil
+}
+
+// find returns the place of the prediction waiting under requestID.
+func (s *Store) find(requestID string) (int32, bool) {
+	if len(requestID) > maxIDLen {
+		return 0, false
+	}
+	at, ok := s.index[maphash.String(s.seed, requestID)]
+	if !ok || !s.ring[at].is(requestID) {
+		return 0, false
+	}
+	return at, true
+}
+
+// class returns the class index predicted for a row of the prediction at a
+// place.
+func (s *Store) class(at int32, row int) uint16 {
+	if row == 0 {
+		return s.ring[at].pred0
+	}
+	return s.more[at][row-1]
 }
 
 // Len returns the number of predictions waiting for a label.
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(s.opts.Now())
-	return len(s.entries)
+	s.expire(s.opts.Now().UnixNano())
+	return s.live
 }
 
 // Label is one request's labels: one per row of the prediction.
@@ -216,57 +322,59 @@ func (s *Store) Apply(labels []Label) ([]Outcome, error) {
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(now)
+	s.expire(now.UnixNano())
 	seen := map[string]bool{}
 	for i, l := range labels {
 		if seen[l.RequestID] {
 			return nil, &InvalidError{fmt.Sprintf("feedback %d: request %q is labelled twice", i, l.RequestID)}
 		}
 		seen[l.RequestID] = true
-		e := s.entries[l.RequestID]
-		if e == nil {
+		at, ok := s.find(l.RequestID)
+		if !ok {
 			continue
 		}
-		if len(l.Labels) != len(e.pred) {
-			return nil, &InvalidError{fmt.Sprintf("feedback %d: the prediction has %d rows, the feedback %d labels", i, len(e.pred), len(l.Labels))}
+		sl, m := &s.ring[at], &s.models[s.ring[at].model]
+		if len(l.Labels) != int(sl.rows) {
+			return nil, &InvalidError{fmt.Sprintf("feedback %d: the prediction has %d rows, the feedback %d labels", i, sl.rows, len(l.Labels))}
 		}
 		for _, lab := range l.Labels {
-			if !slices.Contains(e.classes, lab) {
-				return nil, &InvalidError{fmt.Sprintf("feedback %d: %q is not a class of model %s (classes: %v)", i, lab, e.model.name, e.classes)}
+			if !slices.Contains(m.classes, lab) {
+				return nil, &InvalidError{fmt.Sprintf("feedback %d: %q is not a class of model %s (classes: %v)", i, lab, m.name, m.classes)}
 			}
 		}
 	}
 	out := make([]Outcome, len(labels))
 	epoch := now.UnixNano() / int64(s.slotDur)
 	for i, l := range labels {
-		e := s.entries[l.RequestID]
-		if e == nil {
+		at, ok := s.find(l.RequestID)
+		if !ok {
 			out[i] = Outcome{RequestID: l.RequestID, Result: UnknownRequest}
 			s.total.WithLabelValues("", "", UnknownRequest).Inc()
 			continue
 		}
-		delete(s.entries, l.RequestID)
-		o := Outcome{RequestID: l.RequestID, Model: e.model.name, Version: e.model.version}
+		m := s.models[s.ring[at].model]
+		o := Outcome{RequestID: l.RequestID, Model: m.name, Version: m.version}
 		for r, lab := range l.Labels {
-			if e.classes[e.pred[r]] == lab {
+			if m.classes[s.class(at, r)] == lab {
 				o.Correct++
 			} else {
 				o.Incorrect++
 			}
 		}
+		s.drop(at)
 		o.Result = Correct
 		if o.Incorrect > 0 {
 			o.Result = Incorrect
 		}
-		s.total.WithLabelValues(e.model.name, e.model.version, Correct).Add(float64(o.Correct))
-		s.total.WithLabelValues(e.model.name, e.model.version, Incorrect).Add(float64(o.Incorrect))
-		w := s.acc[e.model]
+		s.total.WithLabelValues(m.name, m.version, Correct).Add(float64(o.Correct))
+		s.total.WithLabelValues(m.name, m.version, Incorrect).Add(float64(o.Incorrect))
+		w := s.acc[m.key]
 		if w == nil {
 			w = &window{slots: make([]accSlot, s.opts.Slots)}
 			for j := range w.slots {
 				w.slots[j].epoch = -1
 			}
-			s.acc[e.model] = w
+			s.acc[m.key] = w
 		}
 		sl := &w.slots[epoch%int64(len(w.slots))]
 		if sl.epoch != epoch {
@@ -284,12 +392,20 @@ func (s *Store) Apply(labels []Label) ([]Outcome, error) {
 func (s *Store) Forget(name, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.acc, key{name, version})
-	for id, e := range s.entries {
-		if e.model == (key{name, version}) {
-			delete(s.entries, id)
+	k := key{name, version}
+	delete(s.acc, k)
+	id, ok := s.modelIDs[k]
+	if !ok {
+		return
+	}
+	for i := range s.used {
+		at := int32((s.start + i) % len(s.ring))
+		if s.ring[at].live && s.ring[at].model == id {
+			s.drop(at)
 		}
 	}
+	delete(s.modelIDs, k)
+	s.models[id] = modelRef{}
 }
 
 // Describe implements prometheus.Collector.

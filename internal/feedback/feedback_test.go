@@ -3,6 +3,7 @@ package feedback
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -116,8 +117,8 @@ func TestBounds(t *testing.T) {
 		s.Record(id, "m", "1", classes, []int{0})
 		s.Apply([]Label{{RequestID: id, Labels: []string{"safe"}}})
 	}
-	if len(s.queue)-s.head > 2*3+1 {
-		t.Errorf("queue holds %d places for a bound of 3", len(s.queue)-s.head)
+	if s.used > 2*3 || len(s.ring) > 2*3 {
+		t.Errorf("%d places in use, %d in the ring, for a bound of 3", s.used, len(s.ring))
 	}
 	s.Record("y", "m", "1", classes, []int{0})
 	s.Forget("m", "1")
@@ -138,5 +139,156 @@ func BenchmarkRecord(b *testing.B) {
 				s.Record(fmt.Sprint(i), "m", "1", classes, pred)
 			}
 		})
+	}
+}
+
+// refStore is the store's behaviour written plainly: a list of places in
+// the order predictions were made. TestAgainstReference runs both on the
+// same random operations.
+type refStore struct {
+	max, maxRows int
+	ttl          time.Duration
+	places       []refPlace
+}
+
+type refPlace struct {
+	id      string
+	model   key
+	pred    []int
+	expires time.Time
+	live    bool
+}
+
+func (r *refStore) live() int {
+	n := 0
+	for _, p := range r.places {
+		if p.live {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *refStore) expire(now time.Time) {
+	for len(r.places) > 0 && !r.places[0].expires.After(now) {
+		r.places = r.places[1:]
+	}
+}
+
+func (r *refStore) find(id string) int {
+	for i, p := range r.places {
+		if p.live && p.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *refStore) record(now time.Time, id string, m key, pred []int) {
+	if id == "" || len(id) > maxIDLen || len(pred) == 0 {
+		return
+	}
+	r.expire(now)
+	if i := r.find(id); i >= 0 {
+		r.places[i].live = false
+	}
+	for r.live() >= r.max || len(r.places) == 2*r.max {
+		r.places = r.places[1:]
+	}
+	r.places = append(r.places, refPlace{id: id, model: m, pred: pred[:min(len(pred), r.maxRows)], expires: now.Add(r.ttl), live: true})
+}
+
+// apply labels one request with the labels given and says what it found:
+// "unknown", or the rows correct and incorrect.
+func (r *refStore) apply(now time.Time, id string, labels []string) string {
+	r.expire(now)
+	i := r.find(id)
+	if i < 0 {
+		return "unknown"
+	}
+	if len(labels) != len(r.places[i].pred) {
+		return "invalid"
+	}
+	c, w := 0, 0
+	for row, l := range labels {
+		if classes[r.places[i].pred[row]] == l {
+			c++
+		} else {
+			w++
+		}
+	}
+	r.places[i].live = false
+	return fmt.Sprint(c, " ", w)
+}
+
+func (r *refStore) forget(m key) {
+	for i := range r.places {
+		if r.places[i].model == m {
+			r.places[i].live = false
+		}
+	}
+}
+
+func TestAgainstReference(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		max := 1 + rng.IntN(40)
+		if seed%2 == 1 {
+			max = 100 + rng.IntN(100) // the ring grows several times
+		}
+		s, _, c := newStore(Options{MaxEntries: max, MaxRows: 3, TTL: time.Minute})
+		ref := &refStore{max: max, maxRows: 3, ttl: time.Minute}
+		models := []key{{"m", "1"}, {"m", "2"}, {"n", "1"}}
+		id := func() string {
+			if rng.IntN(50) == 0 {
+				return strings.Repeat("x", 64+rng.IntN(2)) // at and over the longest id kept
+			}
+			return fmt.Sprint("r", rng.IntN(3*max))
+		}
+		for op := range 3000 {
+			if rng.IntN(20) == 0 {
+				c.t = c.t.Add(10 * time.Second) // expiries land on the clock exactly
+			}
+			switch k := rng.IntN(10); {
+			case k < 5:
+				m := models[rng.IntN(len(models))]
+				pred := make([]int, 1+rng.IntN(4))
+				for i := range pred {
+					pred[i] = rng.IntN(2)
+				}
+				rid := id()
+				s.Record(rid, m.name, m.version, classes, pred)
+				ref.record(c.t, rid, m, pred)
+			case k < 9:
+				rid := id()
+				labels := make([]string, 1+rng.IntN(3))
+				for i := range labels {
+					labels[i] = classes[rng.IntN(2)]
+				}
+				want := ref.apply(c.t, rid, labels)
+				out, err := s.Apply([]Label{{RequestID: rid, Labels: labels}})
+				got := "invalid"
+				if err == nil {
+					got = fmt.Sprint(out[0].Correct, " ", out[0].Incorrect)
+					if out[0].Result == UnknownRequest {
+						got = "unknown"
+					}
+				}
+				if got != want {
+					t.Fatalf("seed %d op %d: apply %s %v: %s, want %s", seed, op, rid, labels, got, want)
+				}
+			default:
+				m := models[rng.IntN(len(models))]
+				s.Forget(m.name, m.version)
+				ref.forget(m)
+			}
+			ref.expire(c.t)
+			if s.Len() != ref.live() {
+				t.Fatalf("seed %d op %d: %d waiting, want %d", seed, op, s.Len(), ref.live())
+			}
+			if s.used > 2*max || len(s.ring) > 2*max || len(s.index) != s.live {
+				t.Fatalf("seed %d op %d: %d places used, ring %d, index %d, live %d, bound %d", seed, op, s.used, len(s.ring), len(s.index), s.live, max)
+			}
+		}
 	}
 }
