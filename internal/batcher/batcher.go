@@ -121,6 +121,10 @@ func (b *Model) Close() error {
 // Predict implements model.Model: it queues the rows and waits for their
 // batch. It returns model.ErrOverloaded at once when the queue is full.
 func (b *Model) Predict(ctx context.Context, in model.Batch) (model.Result, error) {
+	if in.Rows < 0 || in.Cols < 0 || len(in.Values) != in.Rows*in.Cols {
+		// Merged with other requests, such a batch would shift their rows.
+		return model.Result{}, fmt.Errorf("%w: a batch of %d values for %d rows of %d", model.ErrInvalidInput, len(in.Values), in.Rows, in.Cols)
+	}
 	r, err := b.submit(ctx, &job{batch: in, rows: in.Rows})
 	return r.res, err
 }

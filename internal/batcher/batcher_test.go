@@ -160,6 +160,24 @@ func TestOverloadedAndCancelled(t *testing.T) {
 	}
 }
 
+func TestInconsistentBatchRefused(t *testing.T) {
+	d := &doubler{}
+	m := Wrap(d.model(), Config{MaxBatchRows: 8, Workers: 1}, Observers{})
+	defer m.Close()
+	for _, in := range []model.Batch{
+		{Rows: 1, Cols: 2, Values: []float64{1, 2, 3, 4}},
+		{Rows: 2, Cols: 2, Values: []float64{1, 2, 3}},
+		{Rows: -1, Cols: -2, Values: []float64{1, 2}},
+	} {
+		if _, err := m.Predict(context.Background(), in); !errors.Is(err, model.ErrInvalidInput) {
+			t.Errorf("%+v: %v", in, err)
+		}
+	}
+	if len(d.calls) != 0 {
+		t.Errorf("the model ran %d times", len(d.calls))
+	}
+}
+
 func TestPanicReachesEveryRequest(t *testing.T) {
 	var calls atomic.Int32
 	inner := &modeltest.Model{Meta: model.Metadata{Features: []string{"x"}, Outputs: 1},

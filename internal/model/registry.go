@@ -53,7 +53,23 @@ func (r *Registry) tryClose(s *slot) {
 type snapshot struct {
 	defaultModel string
 	models       map[string]*entry
+	// maxFeatures is the most features any loaded version takes per row.
+	maxFeatures int
 }
+
+// measure sets maxFeatures from the loaded versions.
+func (s *snapshot) measure() {
+	s.maxFeatures = 0
+	for _, e := range s.models {
+		for _, sl := range e.versions {
+			s.maxFeatures = max(s.maxFeatures, len(sl.model.Metadata().Features))
+		}
+	}
+}
+
+// MaxFeatures returns the most features any loaded model version takes per
+// row, which bounds what a valid /predict row can hold.
+func (r *Registry) MaxFeatures() int { return r.snapshot.Load().maxFeatures }
 
 type entry struct {
 	versions       map[string]*slot
@@ -86,6 +102,7 @@ func (r *Registry) Add(m Model) (replaced bool) {
 		slices.SortFunc(e.order, CompareVersions)
 	}
 	next.models[meta.Name] = e
+	next.measure()
 	r.snapshot.Store(next)
 	if prev != nil {
 		r.retire(prev, nil)
@@ -131,6 +148,7 @@ func (r *Registry) Remove(name, version string, done func()) bool {
 	} else {
 		next.models[name] = e
 	}
+	next.measure()
 	r.snapshot.Store(next)
 	r.retire(s, done)
 	return true
@@ -244,7 +262,7 @@ func (r *Registry) Len() int {
 }
 
 func (s *snapshot) clone() *snapshot {
-	c := &snapshot{defaultModel: s.defaultModel, models: make(map[string]*entry, len(s.models)+1)}
+	c := &snapshot{defaultModel: s.defaultModel, models: make(map[string]*entry, len(s.models)+1), maxFeatures: s.maxFeatures}
 	for k, v := range s.models {
 		c.models[k] = v
 	}

@@ -33,6 +33,13 @@ type rows struct {
 	// maxRows bounds what is stored: rows past it are checked for syntax and
 	// counted, not kept.
 	maxRows int
+	// maxValues, when not 0, bounds the values of the whole batch: more is
+	// refused at once (batch_too_large), so that one wide row cannot make
+	// the decoder hold millions of values.
+	maxValues int
+	// stop is set once the batch is known to be refused (ragged rows):
+	// values are then checked, not kept.
+	stop bool
 }
 
 // decodeError is a request the decoder cannot read.
@@ -192,6 +199,9 @@ func nonFiniteLiteral(body []byte, offset int64) bool {
 // UnmarshalJSON reads the inputs. b is one valid JSON value: the JSON
 // decoder has already checked the syntax of the whole body.
 func (r *rows) UnmarshalJSON(b []byte) error {
+	// A repeated "inputs" key replaces the earlier one, as encoding/json
+	// does with any field: start afresh, keeping only the limits.
+	*r = rows{values: r.values[:0], maxRows: r.maxRows, maxValues: r.maxValues}
 	p := scanner{b: b}
 	p.space()
 	if p.literal("null") {
@@ -234,7 +244,7 @@ func (r *rows) UnmarshalJSON(b []byte) error {
 // row reads the values of row i (-1 for a flat single row) up to and
 // including its closing bracket.
 func (r *rows) row(p *scanner, i int) error {
-	keep := r.n < r.maxRows
+	keep := r.n < r.maxRows && !r.stop
 	count := 0
 	p.space()
 	if !p.consume(']') {
@@ -249,6 +259,11 @@ func (r *rows) row(p *scanner, i int) error {
 				return p.typeError(where, "a number or null")
 			}
 			if keep {
+				if r.maxValues > 0 && len(r.values) == r.maxValues {
+					return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf(
+						"inputs hold more than %d values, the most that %d rows (--max-batch-rows) of the widest loaded model (%d features) take",
+						r.maxValues, r.maxRows, r.maxValues/max(1, r.maxRows))}
+				}
 				r.values = append(r.values, v)
 			}
 			count++
@@ -265,9 +280,9 @@ func (r *rows) row(p *scanner, i int) error {
 	case count != r.cols && r.ragged < 0:
 		r.ragged, r.raggedLen = i, count
 	}
-	if keep && r.ragged >= 0 {
+	if r.ragged >= 0 {
 		// A ragged batch is rejected; stop keeping values.
-		r.maxRows = 0
+		r.stop = true
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,8 @@ func FuzzDecodePredict(f *testing.F) {
 		`[]`, `null`, ``, `{`, `{"inputs": [[1,2]]} x`,
 		`{"model_name": "a\"b", "inputs": [[1]]}`, `{"inputs": [[1]], "inputs": [[2, 3]]}`, `{"model_name": null, "inputs": []}`,
 		` { "model_version" : "v1" , "inputs" : [ 1 , 2 ] } `,
+		`{"inputs": [1, 2], "inputs": [3, 4]}`, `{"inputs": [[1, 2], [3]], "inputs": [[4, 5]]}`,
+		`{"inputs": [` + strings.Repeat("1, ", 40) + `1]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -70,7 +73,7 @@ func FuzzDecodePredict(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		// The fast path, where it answers, agrees with encoding/json.
-		fast, slow := predictRequest{Inputs: rows{maxRows: 8}}, predictRequest{Inputs: rows{maxRows: 8}}
+		fast, slow := predictRequest{Inputs: rows{maxRows: 8, maxValues: 32}}, predictRequest{Inputs: rows{maxRows: 8, maxValues: 32}}
 		if json.Valid(body) {
 			if ferr, ok := fastDecodePredict(body, &fast); ok {
 				serr := slowDecodePredict(body, &slow)
@@ -83,7 +86,7 @@ func FuzzDecodePredict(f *testing.F) {
 				}
 			}
 		}
-		req := predictRequest{Inputs: rows{maxRows: 8}}
+		req := predictRequest{Inputs: rows{maxRows: 8, maxValues: 32}}
 		if err := decodePredict(body, &req); err != nil {
 			if !known[err.typ] || err.status() < 400 || err.msg == "" {
 				t.Fatalf("error %+v", err)
@@ -97,7 +100,7 @@ func FuzzDecodePredict(f *testing.F) {
 		if in.ragged < 0 && in.n <= 8 && len(in.values) != in.n*in.cols {
 			t.Fatalf("%d rows of %d values, %d values stored", in.n, in.cols, len(in.values))
 		}
-		if len(in.values) > 8*max(in.cols, 1) && in.cols > 0 {
+		if len(in.values) > 32 || len(in.values) > 8*max(in.cols, 1) && in.cols > 0 {
 			t.Fatalf("%d values stored for at most 8 rows of %d", len(in.values), in.cols)
 		}
 	})

@@ -102,7 +102,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 		return nil, aerr
 	}
 	t0 := s.opts.Now()
-	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows}}
+	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows, maxValues: s.opts.MaxBatchRows * max(1, s.models.MaxFeatures())}}
 	if err := decodePredict(body, &req); err != nil {
 		return nil, err
 	}
@@ -141,6 +141,10 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 		return model.Batch{}, newError(errShapeMismatch, "rows differ in length: row %d has %d values, row 0 has %d", in.ragged, in.raggedLen, in.cols)
 	case len(meta.Features) == 0:
 		return model.Batch{}, newError(errInvalidInput, "model %s %s takes tensors, not rows: call POST /v2/models/%s/versions/%s/infer", meta.Name, meta.Version, meta.Name, meta.Version)
+	case len(in.values) != in.n*in.cols:
+		// The decoder keeps exactly n rows of cols values; anything else is
+		// a bug, and must never reach a batcher that merges requests.
+		return model.Batch{}, newError(errInternal, "the decoded batch has %d values for %d rows of %d", len(in.values), in.n, in.cols)
 	case in.cols != len(meta.Features):
 		return model.Batch{}, newError(errShapeMismatch, "rows have %d values; model %s %s takes %d features: %s",
 			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))

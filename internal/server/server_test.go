@@ -225,6 +225,9 @@ func TestBadInput(t *testing.T) {
 		{"-Infinity literal", "POST", "application/json", `{"inputs": [[25.0, 14, 0, -Infinity, 2, 900]]}`, 400, errInvalidJSON, "", "NaN and Infinity are not JSON numbers"},
 		{"number overflowing to Inf", "POST", "application/json", `{"inputs": [[25.0, 14, 0, 1e999, 2, 900]]}`, 422, errInvalidInput, "fraud_model", "inputs[0][3] (distance_from_home_km) is too large"},
 		{"number beyond float32", "POST", "application/json", `{"inputs": [[25.0, 14, 0, 1e39, 2, 900]]}`, 422, errInvalidInput, "fraud_model", "inputs[0][3] (distance_from_home_km) is too large for the model's 32-bit float input"},
+		{"one row wider than any model", "POST", "application/json", `{"inputs": [` + strings.Repeat("1, ", 96) + `1]}`, 413, errBatchTooLarge, "", "inputs hold more than 96 values, the most that 16 rows (--max-batch-rows) of the widest loaded model (6 features) take"},
+		{"inputs given twice, the last empty", "POST", "application/json", `{"inputs": [` + safeRow + `], "inputs": []}`, 422, errEmptyBatch, "fraud_model", `"inputs" has no rows`},
+		{"inputs given twice, the last null", "POST", "application/json", `{"inputs": [` + safeRow + `], "inputs": null}`, 400, errInvalidRequest, "", `no "inputs"`},
 		{"empty inputs", "POST", "application/json", `{"inputs": []}`, 422, errEmptyBatch, "fraud_model", `"inputs" has no rows`},
 		{"ragged rows", "POST", "application/json", `{"inputs": [` + safeRow + `, [1, 2, 3]]}`, 422, errShapeMismatch, "fraud_model", "row 1 has 3 values, row 0 has 6"},
 		{"wrong feature count", "POST", "application/json", `{"inputs": [[1, 2, 3]]}`, 422, errShapeMismatch, "fraud_model", "rows have 3 values; model fraud_model v1 takes 6 features: amount, hour_of_day"},
@@ -624,5 +627,29 @@ func TestSeparateMetrics(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	if rec.Code != 200 || !strings.Contains(string(body), "http_requests_total") {
 		t.Errorf("metrics listener: %d", rec.Code)
+	}
+}
+
+// TestRepeatedInputsKey: a body that gives "inputs" twice is read as
+// encoding/json reads a repeated key, the last one counting, on the fast
+// path too; nothing of the first may leak into the batch (with a batcher,
+// into other requests' rows).
+func TestRepeatedInputsKey(t *testing.T) {
+	h := newHarness(t, nil)
+	want := h.do("POST", "/predict", "application/json", `{"inputs": `+safeRow+`}`)
+	for _, body := range []string{
+		`{"inputs": ` + fraudRow + `, "inputs": ` + safeRow + `}`,
+		`{"inputs": [` + fraudRow + `, ` + fraudRow + `], "inputs": ` + safeRow + `}`,
+		`{"inputs": [` + fraudRow + `, [1]], "inputs": [` + safeRow + `]}`,
+		`{"inputs": [[1, 2, 3], [1]], "inputs": [` + safeRow + `]}`,
+		`{"inputs": [` + fraudRow + `], "model_name": "fraud_model", "inputs": [` + safeRow + `]}`,
+	} {
+		rec := h.do("POST", "/predict", "application/json", body)
+		var got, exp map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &got)
+		json.Unmarshal(want.Body.Bytes(), &exp)
+		if rec.Code != 200 || fmt.Sprint(got["predictions"]) != fmt.Sprint(exp["predictions"]) {
+			t.Errorf("%s: %d %s\nwant the answer for the last inputs alone: %s", body, rec.Code, rec.Body, want.Body)
+		}
 	}
 }
