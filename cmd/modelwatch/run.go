@@ -186,6 +186,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		SeparateMetrics: cfg.MetricsListenAddress != "",
 		Logger:          logger,
 		MaxBodyBytes:    cfg.MaxBodyBytes,
+		MaxBodyMemory:   cfg.MaxBodyMemory,
 		MaxBatchRows:    cfg.MaxBatchRows,
 		MaxInFlight:     cfg.MaxInFlight,
 		EnablePprof:     cfg.EnablePprof,

@@ -29,6 +29,7 @@ type Config struct {
 	WebConfigFile        string
 	DefaultModel         string
 	MaxBodyBytes         int64
+	MaxBodyMemory        int64
 	MaxBatchRows         int
 	MaxInFlight          int
 	EnablePprof          bool
@@ -60,6 +61,7 @@ func Default() Config {
 		ListenAddress:      ":8000",
 		DefaultModel:       "fraud_model",
 		MaxBodyBytes:       8 << 20,
+		MaxBodyMemory:      256 << 20,
 		MaxBatchRows:       1024,
 		MaxInFlight:        1024,
 		RequestTimeout:     10 * time.Second,
@@ -93,6 +95,8 @@ func (c Config) Validate() error {
 		return errors.New("default-model must not be empty")
 	case c.MaxBodyBytes < 1024:
 		return fmt.Errorf("max-body-bytes %d is below the minimum of 1024", c.MaxBodyBytes)
+	case c.MaxBodyMemory < c.MaxBodyBytes:
+		return fmt.Errorf("max-body-memory %d is below max-body-bytes %d: no body of the largest size could be read", c.MaxBodyMemory, c.MaxBodyBytes)
 	case c.MaxBatchRows < 1 || c.MaxBatchRows > 1<<20:
 		return fmt.Errorf("max-batch-rows %d is outside 1..%d", c.MaxBatchRows, 1<<20)
 	case c.MaxInFlight < 1:
@@ -170,6 +174,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.DurationVar(&c.AccuracyWindow, "accuracy-window", c.AccuracyWindow, "span of labels that model_accuracy_ratio covers")
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
+	fs.Int64Var(&c.MaxBodyMemory, "max-body-memory", c.MaxBodyMemory, "most memory all request bodies being read or served may hold at once; past it, requests get 503 with Retry-After")
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve Go's profiler under /debug/pprof/ (for diagnosing; off by default)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most inference requests in progress at once; more get 503 with Retry-After")

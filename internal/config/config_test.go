@@ -93,6 +93,8 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.ListenAddress = "" }, "listen-address"},
 		{func(c *Config) { c.MetricsListenAddress = c.ListenAddress }, "must differ"},
 		{func(c *Config) { c.MaxBodyBytes = 10 }, "max-body-bytes"},
+		{func(c *Config) { c.MaxBodyMemory = c.MaxBodyBytes - 1 }, "max-body-memory 8388607 is below max-body-bytes 8388608"},
+		{func(c *Config) { c.ShutdownDelay = -time.Second }, "shutdown-delay must not be negative"},
 		{func(c *Config) { c.MaxBatchRows = 0 }, "max-batch-rows"},
 		{func(c *Config) { c.RequestTimeout = 0 }, "request-timeout must be positive"},
 		{func(c *Config) { c.WriteTimeout = c.RequestTimeout }, "write-timeout"},

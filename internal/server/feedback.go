@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/modelwatch/modelwatch/internal/feedback"
@@ -29,10 +30,11 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiErro
 	if err := checkJSONContent(r); err != nil {
 		return nil, err
 	}
-	body, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(w, r)
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer s.bodyDone(charged)
 	var items []feedbackItem
 	single := len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] == '{'
 	var err error
@@ -86,7 +88,8 @@ func strictDecode(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// More() would pass a stray ']' or '}'; only the end of input may follow.
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON value")
 	}
 	return nil

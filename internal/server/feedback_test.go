@@ -35,6 +35,8 @@ func TestFeedbackEndpoint(t *testing.T) {
 		{"unknown field", fmt.Sprintf(`{"request_id": %q, "lable": "fraud"}`, one.RequestID), 400, `unknown field "lable"`},
 		{"not a class", fmt.Sprintf(`{"request_id": %q, "label": "maybe"}`, one.RequestID), 422, `"maybe" is not a class of model fraud_model`},
 		{"wrong count", fmt.Sprintf(`{"request_id": %q, "labels": ["safe"]}`, batch.RequestID), 422, "the prediction has 2 rows, the feedback 1 labels"},
+		{"stray closing brackets", fmt.Sprintf(`{"request_id": %q, "label": "fraud"}]]}}`, one.RequestID), 400, "data after the JSON value"},
+		{"stray bracket after a list", fmt.Sprintf(`[{"request_id": %q, "label": "fraud"}]]`, one.RequestID), 400, "data after the JSON value"},
 		{"empty list", `[]`, 422, "no feedback given"},
 		{"unknown request", `{"request_id": "nope", "label": "safe"}`, 404, "unknown, expired, or already labelled"},
 	} {

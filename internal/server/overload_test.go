@@ -3,6 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +117,120 @@ func TestBatchedModel(t *testing.T) {
 		if s[k] != v {
 			t.Errorf("%s = %v, want %v", k, s[k], v)
 		}
+	}
+}
+
+// slowBody opens a connection that sends a request's headers announcing a
+// body of length bytes, and only the first byte of it.
+func slowBody(t *testing.T, addr, path string, length int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", path, length)
+	return c
+}
+
+// TestSlowBodies: clients that announce large bodies and send little hold
+// only what they send (64 KiB buffers, growing as bytes arrive), never an
+// in-flight place, and together never more than MaxBodyMemory.
+func TestSlowBodies(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.MaxInFlight = 1
+		o.MaxBodyBytes = 256 << 10
+		o.MaxBodyMemory = 8 * 64 << 10 // eight slow bodies' first buffers
+	})
+	ts := httptest.NewServer(h.srv)
+	t.Cleanup(ts.Close) // after the slow connections' own cleanups have closed them
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (%d body bytes held)", what, h.srv.bodyBytes.Load())
+			}
+		}
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	post := func(path, body string) (int, string) {
+		resp, err := client.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for i := range 7 {
+		slowBody(t, addr, []string{"/predict", "/v2/models/fraud_model/infer"}[i%2], 256<<10)
+	}
+	waitFor("seven slow bodies", func() bool { return h.srv.bodyBytes.Load() == 7*64<<10 })
+	// The one in-flight place is free: a whole request gets it.
+	if code, body := post("/predict", `{"inputs": [`+safeRow+`]}`); code != 200 {
+		t.Errorf("a request beside seven slow bodies: %d %s", code, body)
+	}
+	// The eighth slow body takes the last of the memory; the next request
+	// is refused at once, and counted as overload.
+	slowBody(t, addr, "/predict", 256<<10)
+	waitFor("eight slow bodies", func() bool { return h.srv.bodyBytes.Load() == 8*64<<10 })
+	code, body := post("/predict", `{"inputs": [`+safeRow+`]}`)
+	if code != 503 || !strings.Contains(body, `"error_type":"overloaded"`) || !strings.Contains(body, "limit of 524288 bytes of request bodies") {
+		t.Errorf("over the body memory: %d %s", code, body)
+	}
+	if s := h.snapshot(); s[`model_prediction_errors_total{error_type="overloaded",model_name=""}`] != 1 {
+		t.Errorf("overload not counted: %v", s)
+	}
+	// Closing the slow connections gives all of it back.
+	ts.CloseClientConnections()
+	waitFor("the memory back", func() bool { return h.srv.bodyBytes.Load() == 0 })
+	if code, body := post("/predict", `{"inputs": [`+safeRow+`]}`); code != 200 {
+		t.Errorf("after the slow clients left: %d %s", code, body)
+	}
+	waitFor("the last body released", func() bool { return h.srv.bodyBytes.Load() == 0 })
+}
+
+// TestBodyGrowsAsItArrives: a body sent whole in many pieces is read right,
+// and an unannounced (chunked) body over the limit is refused.
+func TestBodyGrowsAsItArrives(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxBodyBytes = 1 << 20 })
+	ts := httptest.NewServer(h.srv)
+	defer ts.Close()
+	// About 200 KiB: four buffer sizes (64, 128, 256 KiB), then the answer.
+	rows := strings.Repeat(safeRow+",", 7000) + safeRow
+	big := `{"inputs": [` + rows + `]}`
+	for _, chunked := range []bool{false, true} {
+		var rd io.Reader = strings.NewReader(big)
+		if chunked {
+			rd = io.MultiReader(strings.NewReader(big)) // no length: sent chunked
+		}
+		req, _ := http.NewRequest("POST", ts.URL+"/predict", rd)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// 7001 rows: read whole, then refused for its rows, not its bytes.
+		if resp.StatusCode != 413 || !strings.Contains(string(b), "the batch has 7001 rows, over the limit of 16") {
+			t.Errorf("chunked %v: %d %.200s", chunked, resp.StatusCode, b)
+		}
+	}
+	over := strings.NewReader(`{"inputs": [` + strings.Repeat(safeRow+",", 40000) + safeRow + `]}`)
+	req, _ := http.NewRequest("POST", ts.URL+"/predict", io.MultiReader(over))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !strings.Contains(string(b), "over the limit of 1048576 bytes") {
+		t.Errorf("chunked body over the limit: %d %.200s", resp.StatusCode, b)
+	}
+	if n := h.srv.bodyBytes.Load(); n != 0 {
+		t.Errorf("%d body bytes still held", n)
 	}
 }

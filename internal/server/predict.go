@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,49 +57,90 @@ func checkJSONContent(r *http.Request) *apiError {
 	return newError(errMediaType, "Content-Type must be application/json (with curl: -H 'Content-Type: application/json')")
 }
 
-// readBody reads the request body, bounded by MaxBodyBytes.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	tooLarge := func() *apiError {
-		return newError(errBodyTooLarge, "the request body is over the limit of %d bytes", s.opts.MaxBodyBytes)
+// readBody reads the request body, bounded by MaxBodyBytes, into a buffer
+// that grows as its bytes arrive (doubling from 64 KiB), so that a client
+// that announces a large body and sends little holds little memory. The
+// buffer counts against MaxBodyMemory until the caller calls
+// s.bodyDone(charged), which it must do once it no longer uses the body; on
+// an error nothing is charged.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, charged int64, aerr *apiError) {
+	limit := s.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, 0, newError(errBodyTooLarge, "the request body is over the limit of %d bytes", limit)
 	}
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		return nil, tooLarge()
-	}
+	// Read up to the announced length, or one byte past the limit to tell
+	// an unannounced body that is too large.
+	end := limit + 1
 	if r.ContentLength >= 0 {
-		// The length is known (and net/http holds the body to it): one
-		// allocation of the right size.
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, newError(errCanceled, "reading the request body failed: %v", err)
+		end = r.ContentLength
+	}
+	var buf []byte
+	grow := func(to int64) *apiError {
+		delta := to - int64(cap(buf))
+		if s.bodyBytes.Add(delta) > s.opts.MaxBodyMemory {
+			s.bodyBytes.Add(-delta)
+			e := newError(errOverloaded, "the server holds its limit of %d bytes of request bodies; retry shortly", s.opts.MaxBodyMemory)
+			e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
+			return e
 		}
-		return body, nil
+		charged += delta
+		next := make([]byte, len(buf), to)
+		copy(next, buf)
+		buf = next
+		return nil
 	}
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
-	var mbe *http.MaxBytesError
+	fail := func(e *apiError) ([]byte, int64, *apiError) {
+		s.bodyDone(charged)
+		return nil, 0, e
+	}
+	if aerr := grow(min(end, 64<<10)); aerr != nil {
+		return fail(aerr)
+	}
+	for int64(len(buf)) < end {
+		if len(buf) == cap(buf) {
+			if aerr := grow(min(end, 2*int64(cap(buf)))); aerr != nil {
+				return fail(aerr)
+			}
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(newError(errCanceled, "reading the request body failed: %v", err))
+		}
+	}
 	switch {
-	case errors.As(err, &mbe):
-		return nil, tooLarge()
-	case err != nil:
-		return nil, newError(errCanceled, "reading the request body failed: %v", err)
+	case int64(len(buf)) > limit:
+		return fail(newError(errBodyTooLarge, "the request body is over the limit of %d bytes", limit))
+	case r.ContentLength >= 0 && int64(len(buf)) < r.ContentLength:
+		return fail(newError(errCanceled, "reading the request body failed: %v", io.ErrUnexpectedEOF))
 	}
-	return buf.Bytes(), nil
+	return buf, charged, nil
 }
+
+// bodyDone releases the memory readBody charged for a body.
+func (s *Server) bodyDone(charged int64) { s.bodyBytes.Add(-charged) }
 
 // predict serves POST /predict.
 func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+	if err := checkJSONContent(r); err != nil {
+		return nil, err
+	}
+	// The body is read before the request takes an in-flight place: a slow
+	// client holds memory it sends (bounded by MaxBodyMemory), never a place
+	// others wait for.
+	body, charged, aerr := s.readBody(w, r)
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer s.bodyDone(charged)
 	release, aerr := s.admit()
 	if aerr != nil {
 		return nil, aerr
 	}
 	defer release()
-	if err := checkJSONContent(r); err != nil {
-		return nil, err
-	}
-	body, aerr := s.readBody(w, r)
-	if aerr != nil {
-		return nil, aerr
-	}
 	t0 := s.opts.Now()
 	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows, maxValues: s.opts.MaxBatchRows * max(1, s.models.MaxFeatures())}}
 	if err := decodePredict(body, &req); err != nil {

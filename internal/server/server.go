@@ -48,6 +48,12 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds a request body (default 8 MiB).
 	MaxBodyBytes int64
+	// MaxBodyMemory bounds the memory of all request bodies being read or
+	// served at once (default 256 MiB, and never below MaxBodyBytes); past
+	// it, requests are refused with 503 and Retry-After. Bodies are read
+	// into buffers that grow as their bytes arrive, so a client that
+	// announces a large body and sends little holds little.
+	MaxBodyMemory int64
 	// MaxBatchRows bounds the rows of one inference request (default 1024).
 	MaxBatchRows int
 	// RequestTimeout bounds the inference of one request (default 10s).
@@ -78,8 +84,10 @@ type Server struct {
 	ready   atomic.Bool
 	// inFlight holds a token per inference request in progress.
 	inFlight chan struct{}
-	sampler  sampler
-	started  time.Time
+	// bodyBytes is the memory of the request bodies held at the moment.
+	bodyBytes atomic.Int64
+	sampler   sampler
+	started   time.Time
 }
 
 // New returns a Server; it is not ready (GET /ready answers 503) until
@@ -91,6 +99,10 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 8 << 20
 	}
+	if opts.MaxBodyMemory <= 0 {
+		opts.MaxBodyMemory = 256 << 20
+	}
+	opts.MaxBodyMemory = max(opts.MaxBodyMemory, opts.MaxBodyBytes)
 	if opts.MaxBatchRows <= 0 {
 		opts.MaxBatchRows = 1024
 	}

@@ -200,16 +200,15 @@ func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *
 	if err := checkJSONContent(r); err != nil {
 		return err
 	}
-	body, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(w, r)
 	if aerr != nil {
 		return aerr
 	}
+	defer s.bodyDone(charged)
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictDecode(body, v); err != nil {
 		return newError(errInvalidRequest, "invalid request body: %s", trimJSONPrefix(err.Error()))
 	}
 	return nil
@@ -251,21 +250,23 @@ const maxTensorElements = 1 << 24
 
 // v2Infer serves POST /v2/models/{model}[/versions/{version}]/infer.
 func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError) {
-	release, aerr := s.admit()
-	if aerr != nil {
-		return nil, aerr
-	}
-	defer release()
 	if r.Header.Get("Inference-Header-Content-Length") != "" {
 		return nil, newError(errMediaType, "the binary tensor data extension is not supported; send tensors as JSON")
 	}
 	if err := checkJSONContent(r); err != nil {
 		return nil, err
 	}
-	body, aerr := s.readBody(w, r)
+	// As /predict: the body first, then an in-flight place.
+	body, charged, aerr := s.readBody(w, r)
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer s.bodyDone(charged)
+	release, aerr := s.admit()
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer release()
 	t0 := s.opts.Now()
 	var req v2InferRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -324,7 +325,7 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 		if slices.ContainsFunc(inputs, func(t model.Tensor) bool { return t.Name == in.Name }) {
 			return nil, newError(errInvalidRequest, "input %q is given twice", in.Name)
 		}
-		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, meta.InputTensors[spec], isTensorModel)
+		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, meta.InputTensors[spec], isTensorModel, s.maxRows(v))
 		if aerr != nil {
 			return nil, aerr
 		}
@@ -458,7 +459,10 @@ func specNames(specs []model.TensorSpec) string {
 // decodeTensor reads one input tensor and checks it against the model's spec.
 // A tensor model (strict) takes its own datatypes; a model of rows converts
 // any numeric type.
-func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, spec model.TensorSpec, strict bool) (model.Tensor, *apiError) {
+// decodeTensor checks an input's datatype and shape against the model's,
+// and decodes its data. A batch of more than maxRows rows is refused before
+// its data is decoded.
+func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, spec model.TensorSpec, strict bool, maxRows int) (model.Tensor, *apiError) {
 	dt := model.DataType(datatype)
 	switch dt {
 	case model.BOOL, model.INT32, model.INT64, model.FP32, model.FP64:
@@ -473,6 +477,9 @@ func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, sp
 	}
 	if len(shape) != len(spec.Shape) {
 		return model.Tensor{}, newError(errShapeMismatch, "input %s has shape %v; the model takes %s", name, shape, shapeString(spec.Shape))
+	}
+	if len(shape) > 0 && shape[0] > int64(maxRows) {
+		return model.Tensor{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", shape[0], maxRows)
 	}
 	n := int64(1)
 	for i, d := range shape {
@@ -490,8 +497,12 @@ func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, sp
 	values, count, err := decodeData(data, dt, int(n))
 	if err != nil {
 		typ := errInvalidRequest
-		if errors.As(err, new(*valueError)) {
+		switch {
+		case errors.As(err, new(*valueError)):
 			typ = errInvalidInput
+		case count > int(n):
+			// Well-formed data that does not fit the shape, as with too few.
+			typ = errShapeMismatch
 		}
 		return model.Tensor{}, newError(typ, "input %s: %v", name, err)
 	}

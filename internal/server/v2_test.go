@@ -258,11 +258,11 @@ func TestV2BadInput(t *testing.T) {
 		{"wrong rank", fraud, in("input", "FP32", "[6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "input input has shape [6]; the model takes [-1, 6]"},
 		{"wrong feature count", fraud, in("input", "FP32", "[1, 5]", "[1, 2, 3, 4, 5]"), 422, errShapeMismatch, "fraud_model", "has shape [1 5]; the model takes [-1, 6]"},
 		{"fewer values than the shape", fraud, in("input", "FP32", "[2, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has 6 values; shape [2 6] needs 12"},
-		{"more values than the shape", fraud, in("input", "FP32", "[1, 6]", "[1, 2, 3, 4, 5, 6, 7]"), 400, errInvalidRequest, "fraud_model", "more values than the shape"},
+		{"more values than the shape", fraud, in("input", "FP32", "[1, 6]", "[1, 2, 3, 4, 5, 6, 7]"), 422, errShapeMismatch, "fraud_model", "more values than the shape"},
 		{"string value", fraud, in("input", "FP32", "[1, 6]", `[1, "2", 3, 4, 5, 6]`), 400, errInvalidRequest, "fraud_model", "value 1 must be a number, not a string"},
 		{"overflowing FP32", fraud, in("input", "FP32", "[1, 6]", "[1, 1e39, 3, 4, 5, 6]"), 422, errInvalidInput, "fraud_model", "value 1 (1e39) is not a finite 32-bit number"},
 		{"negative dimension", fraud, in("input", "FP32", "[-1, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has shape [-1 6]"},
-		{"huge shape", fraud, in("input", "FP32", "[100000000, 6]", "[1]"), 413, errBatchTooLarge, "fraud_model", "more than 16777216 elements"},
+		{"huge shape", fraud, in("input", "FP32", "[100000000, 6]", "[1]"), 413, errBatchTooLarge, "fraud_model", "the batch has 100000000 rows, over the limit of 16"},
 		{"batch over the limit", fraud, in("input", "FP32", "[17, 6]", "["+strings.Repeat("0,", 17*6-1)+"0]"), 413, errBatchTooLarge, "fraud_model", "the batch has 17 rows, over the limit of 16"},
 		{"empty batch", fraud, in("input", "FP32", "[0, 6]", "[]"), 422, errEmptyBatch, "fraud_model", "the batch has no rows"},
 		{"unknown output", fraud, `{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 6], "data": [1, 2, 3, 4, 5, 6]}], "outputs": [{"name": "logits"}]}`, 400, errInvalidRequest, "fraud_model", `the model has no output "logits"; it has probabilities, label`},
@@ -413,7 +413,7 @@ func FuzzDecodeV2(f *testing.F) {
 		}
 		for _, in := range req.Inputs {
 			for _, spec := range []model.TensorSpec{{Name: "input", DataType: model.FP32, Shape: []int64{-1, 6}}, {Name: "category", DataType: model.INT64, Shape: []int64{-1}}} {
-				tn, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, true)
+				tn, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, true, 1<<20)
 				if aerr != nil {
 					if errorStatus[aerr.typ] < 400 {
 						t.Fatalf("error %+v", aerr)
@@ -426,4 +426,22 @@ func FuzzDecodeV2(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestV2TensorBounds: a shape is checked before any data is decoded, by its
+// rows and by its elements (for inputs whose other dimensions are free).
+func TestV2TensorBounds(t *testing.T) {
+	spec := model.TensorSpec{Name: "x", DataType: model.FP32, Shape: []int64{-1, -1}}
+	for _, tc := range []struct {
+		shape []int64
+		says  string
+	}{
+		{[]int64{17, 1}, "the batch has 17 rows, over the limit of 16"},
+		{[]int64{2, 10_000_000}, "input x has more than 16777216 elements"},
+	} {
+		_, aerr := decodeTensor("x", "FP32", tc.shape, json.RawMessage(`[1]`), spec, true, 16)
+		if aerr == nil || aerr.typ != errBatchTooLarge || !strings.Contains(aerr.msg, tc.says) {
+			t.Errorf("shape %v: %v, want batch_too_large saying %q", tc.shape, aerr, tc.says)
+		}
+	}
 }
