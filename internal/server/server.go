@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"path"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -203,12 +204,33 @@ func (s *Server) MetricsRoutes() http.Handler { return s.mux([]route{s.metricsRo
 
 // mux routes the table, answering 404 for any other path.
 func (s *Server) mux(table []route) http.Handler {
-	table = append(table, route{pattern: "/", endpoint: "other"})
+	other := route{pattern: "/", endpoint: "other"}
+	table = append(table, other)
 	mux := http.NewServeMux()
 	for _, rt := range table {
 		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.dispatch(rt)))
 	}
-	return mux
+	notFound := s.instrument(other.endpoint, s.dispatch(other))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ServeMux would answer these itself, in plain text and uncounted:
+		// a redirect for a path with "//", "." or ".." segments, and 404 for
+		// CONNECT. They get the JSON 404 of any unknown path instead.
+		if r.Method == http.MethodConnect || !cleanPath(r.URL.Path) {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath reports whether p is an absolute path with no empty, "." or
+// ".." segments (a final "/" allowed).
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c+"/" == p
 }
 
 // dispatch picks the route's handler for the request's method, answering

@@ -653,3 +653,38 @@ func TestRepeatedInputsKey(t *testing.T) {
 		}
 	}
 }
+
+// TestUncleanPathsAndStaticFiles: paths ServeMux would redirect, CONNECT,
+// and missing status page files get the JSON 404 of an unknown path,
+// counted under endpoint="other" (or "/static/"), never a plain-text answer.
+func TestUncleanPathsAndStaticFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, tc := range []struct{ method, path, endpoint string }{
+		{"POST", "/v2/models//infer", "other"},
+		{"POST", "/predict/../predict", "other"},
+		{"GET", "/./health", "other"},
+		{"GET", "//metrics", "other"},
+		{"CONNECT", "/predict", "other"},
+		{"GET", "/static/missing.js", "/static/"},
+		{"GET", "/static/", "/static/"},
+	} {
+		before := h.snapshot()
+		rec := h.do(tc.method, tc.path, "application/json", "")
+		var e errorResponse
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || rec.Code != 404 || e.ErrorType != "not_found" || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: %d %q %s", tc.method, tc.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+		}
+		method := tc.method
+		if method == "CONNECT" {
+			method = "OTHER"
+		}
+		key := fmt.Sprintf(`http_requests_total{endpoint=%q,method=%q,status="404"}`, tc.endpoint, method)
+		if d := h.snapshot()[key] - before[key]; d != 1 {
+			t.Errorf("%s %s: %s went up by %v", tc.method, tc.path, key, d)
+		}
+	}
+	rec := h.do("GET", "/static/app.js", "", "")
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Type"), "javascript") {
+		t.Errorf("/static/app.js: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+}

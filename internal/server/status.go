@@ -322,6 +322,11 @@ func parseLE(s string) float64 {
 // page serves the status page and its assets.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	sub, _ := fs.Sub(web, "web")
+	name := strings.TrimPrefix(r.URL.Path, "/static/")
+	if st, err := fs.Stat(sub, name); err != nil || st.IsDir() {
+		s.writeError(w, r, newError(errNotFound, "no such file of the status page"), false)
+		return
+	}
 	w.Header().Set("Cache-Control", "no-cache")
 	http.StripPrefix("/static/", http.FileServerFS(sub)).ServeHTTP(w, r)
 }
