@@ -688,3 +688,23 @@ func TestUncleanPathsAndStaticFiles(t *testing.T) {
 		t.Errorf("/static/app.js: %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }
+
+// TestRequestIDs: generated ids are 24 base32 characters, valid as an
+// X-Request-ID, and differ from each other in no predictable way (no
+// common prefix, as a counter would give).
+func TestRequestIDs(t *testing.T) {
+	gen := requestIDs()
+	seen := map[string]bool{}
+	firsts := map[byte]bool{}
+	for range 10_000 {
+		id := gen()
+		if len(id) != 24 || !validRequestID(id) || strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" || seen[id] {
+			t.Fatalf("id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+		firsts[id[0]] = true
+	}
+	if len(firsts) != 32 {
+		t.Errorf("10,000 ids start with %d of the 32 characters", len(firsts))
+	}
+}
