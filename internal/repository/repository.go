@@ -19,6 +19,7 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -281,7 +282,10 @@ func (r *Repository) sync(ctx context.Context, only string) {
 		r.syncVersion(want[k])
 	}
 	// Versions that are no longer wanted go, unless their model's directory
-	// is unreadable for now: then they keep serving.
+	// is unreadable for now: then they keep serving. A serving version the
+	// version policy leaves out stays while a version the policy selects in
+	// its place fails to load, so that a broken upload does not take the
+	// model down.
 	for k, e := range r.versions {
 		if _, ok := want[k]; ok && !r.unloaded[k.name] {
 			continue
@@ -290,7 +294,14 @@ func (r *Repository) sync(ctx context.Context, only string) {
 			continue
 		}
 		why := "its files are gone"
-		if excluded[k] {
+		if excluded[k] && !r.unloaded[k.name] {
+			if e.serving && r.selectedFailing(want, k.name) {
+				if !strings.HasPrefix(e.status.Reason, keptReason) {
+					r.log.Warn("model version outside the version_policy kept serving: a version the policy selects failed to load", "model", k.name, "version", k.version)
+				}
+				e.status.Reason = keptReason
+				continue
+			}
 			why = "the model's version_policy leaves it out"
 		}
 		r.remove(k, e, why)
@@ -346,6 +357,20 @@ func (r *Repository) noteBroken(broken map[string]error, only string) (healed []
 func (r *Repository) hasServing(name string) bool {
 	for k, e := range r.versions {
 		if k.name == name && e.serving {
+			return true
+		}
+	}
+	return false
+}
+
+// keptReason is the index's reason for a version kept by selectedFailing.
+const keptReason = "outside the version_policy, kept serving while a version the policy selects fails to load"
+
+// selectedFailing reports whether a version of model name that the version
+// policy selects is not serving (its load failed).
+func (r *Repository) selectedFailing(want map[key]found, name string) bool {
+	for k := range want {
+		if e := r.versions[k]; k.name == name && (e == nil || !e.serving) {
 			return true
 		}
 	}

@@ -390,3 +390,37 @@ func TestDriftProfiles(t *testing.T) {
 		t.Error("an unloaded version is still tracked")
 	}
 }
+
+// TestBrokenNewVersionKeepsTheOldOne: under the default policy (the latest
+// version), a broken new version does not take the model down: the
+// version it would replace keeps serving until the new one loads.
+func TestBrokenNewVersionKeepsTheOldOne(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	f.put("m", "1", "binary")
+	f.repo.Sync(ctx)
+	f.write("m/2/model.json", "not json")
+	f.repo.Sync(ctx)
+	f.repo.Sync(ctx)
+	if got := f.serving("m"); got != "1" || !f.repo.Ready() {
+		t.Errorf("serving %q, ready %v; want version 1 kept", got, f.repo.Ready())
+	}
+	if got := f.index(); got != "m/1 READY (outside the version_policy,); m/2 UNAVAILABLE (invalid model: xgboost:)" {
+		t.Errorf("index %s", got)
+	}
+	if m, err := f.reg.Resolve("m", ""); err != nil || m.Metadata().Version != "1" {
+		t.Errorf("default version: %v %v", m, err)
+	}
+	// Fixed: version 2 serves and version 1 goes, as the policy says.
+	f.put("m", "2", "binary")
+	f.repo.Sync(ctx)
+	if got := f.index(); got != "m/2 READY" || f.serving("m") != "2" {
+		t.Errorf("after the fix: index %s, serving %s", got, f.serving("m"))
+	}
+	// Unloaded on request, nothing is kept.
+	f.write("m/3/model.json", "not json")
+	f.repo.Sync(ctx)
+	if err := f.repo.Unload("m"); err != nil || f.reg.Has("m") {
+		t.Errorf("unload: %v, still served %v", err, f.reg.Has("m"))
+	}
+}
