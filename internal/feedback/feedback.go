@@ -59,10 +59,16 @@ type Store struct {
 	// more holds, by place, the classes of a prediction's rows after the
 	// first; nil for one-row predictions.
 	more [][]uint16
-	// models are the model versions of the waiting predictions; a slot names
-	// one by its position, modelIDs finds it by name and version.
+	// models are the model versions (with their classes) of the waiting
+	// predictions; a slot names one by its position. modelIDs finds the
+	// current one of a name and version: a version reloaded with other
+	// classes gets a new position, the old one serving its waiting
+	// predictions until they go.
 	models   []modelRef
 	modelIDs map[key]uint16
+	// epoch is when the store was made; expiries count from it, so that
+	// they follow the monotonic clock.
+	epoch time.Time
 	acc      map[key]*window
 }
 
@@ -72,6 +78,8 @@ type modelRef struct {
 	key
 	classes []string
 	inUse   bool
+	current bool // modelIDs points here
+	live    int  // waiting predictions that name it
 }
 
 // maxIDLen is the longest request id kept; the server's ids (its own, or a
@@ -81,7 +89,7 @@ const maxIDLen = 64
 // slot is one prediction waiting for its label.
 type slot struct {
 	hash    uint64
-	expires int64 // Unix nanoseconds
+	expires time.Duration // since Store.epoch
 	model   uint16
 	rows    uint16 // rows kept (at most MaxRows)
 	pred0   uint16 // the first row's class; the others are in Store.more
@@ -140,7 +148,7 @@ func New(opts Options, total *prometheus.CounterVec) *Store {
 	}
 	opts.MaxRows = min(opts.MaxRows, math.MaxUint16)
 	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total, seed: maphash.MakeSeed(),
-		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window{}}
+		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window{}, epoch: opts.Now()}
 }
 
 // Record keeps the classes predicted for a request's rows until its label
@@ -153,30 +161,31 @@ func (s *Store) Record(requestID, name, version string, classes []string, pred [
 	}
 	rows := min(len(pred), s.opts.MaxRows)
 	h := maphash.String(s.seed, requestID)
-	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(now.UnixNano())
-	model, ok := s.modelID(name, version, classes)
-	if !ok {
-		return
-	}
+	now := s.since()
+	s.expire(now)
 	if at, ok := s.index[h]; ok {
 		// The same id again (or, once in 2^64, another with the same
 		// hash): the new prediction replaces the old.
 		s.drop(at)
 	}
-	for s.live >= s.opts.MaxEntries || s.used == 2*s.opts.MaxEntries {
+	model, ok := s.modelID(name, version, classes)
+	if !ok {
+		return
+	}
+	for s.live >= s.opts.MaxEntries {
 		s.evictOldest()
 	}
 	if s.used == len(s.ring) {
-		s.grow()
+		s.relayout()
 	}
 	at := int32((s.start + s.used) % len(s.ring))
 	s.used++
 	s.live++
+	s.models[model].live++
 	sl := &s.ring[at]
-	*sl = slot{hash: h, expires: now.Add(s.opts.TTL).UnixNano(), model: model,
+	*sl = slot{hash: h, expires: now + s.opts.TTL, model: model,
 		rows: uint16(rows), pred0: uint16(pred[0]), live: true, idLen: uint8(len(requestID))}
 	copy(sl.id[:], requestID)
 	if rows > 1 {
@@ -189,15 +198,25 @@ func (s *Store) Record(requestID, name, version string, classes []string, pred [
 	s.index[h] = at
 }
 
-// modelID returns the position of a model version in s.models, adding it;
-// false when 65,536 model versions already have predictions waiting.
+// since is the store's clock: the time since its epoch.
+func (s *Store) since() time.Duration { return s.opts.Now().Sub(s.epoch) }
+
+// modelID returns the position of a model version with these classes in
+// s.models, adding it; false when 65,536 model versions already have
+// predictions waiting.
 func (s *Store) modelID(name, version string, classes []string) (uint16, bool) {
 	k := key{name, version}
 	if id, ok := s.modelIDs[k]; ok {
-		return id, true
+		if slices.Equal(s.models[id].classes, classes) {
+			return id, true
+		}
+		// Reloaded with other classes: the old position stays for the
+		// predictions made under it.
+		s.retire(id)
 	}
-	// A forgotten model's position is reused; otherwise append. Positions
-	// are bounded by the versions loaded at once.
+	// A free position is reused; otherwise append. Positions in use are
+	// bounded by the versions loaded, and the versions with predictions
+	// still waiting.
 	id := slices.IndexFunc(s.models, func(m modelRef) bool { return !m.inUse })
 	if id < 0 {
 		if len(s.models) > math.MaxUint16 {
@@ -206,28 +225,48 @@ func (s *Store) modelID(name, version string, classes []string) (uint16, bool) {
 		id = len(s.models)
 		s.models = append(s.models, modelRef{})
 	}
-	s.models[id] = modelRef{key: k, classes: classes, inUse: true}
+	s.models[id] = modelRef{key: k, classes: classes, inUse: true, current: true}
 	s.modelIDs[k] = uint16(id)
 	return uint16(id), true
 }
 
-// grow doubles the ring (up to 2*MaxEntries places), putting the oldest
-// place first.
-func (s *Store) grow() {
-	n := min(max(2*len(s.ring), 64), 2*s.opts.MaxEntries)
+// retire makes a model position no longer current; it is freed once no
+// waiting prediction names it.
+func (s *Store) retire(id uint16) {
+	m := &s.models[id]
+	if m.current {
+		delete(s.modelIDs, m.key)
+		m.current = false
+	}
+	if m.live == 0 {
+		*m = modelRef{}
+	}
+}
+
+// relayout makes room when every place of the ring is used: it keeps the
+// waiting predictions only, oldest first, in a ring twice as large (up to
+// 2*MaxEntries places; with fewer than MaxEntries waiting, at least half of
+// it is then free).
+func (s *Store) relayout() {
+	n := len(s.ring)
+	if n == 0 || s.live*2 > n {
+		n = min(max(2*n, 64), 2*s.opts.MaxEntries)
+	}
 	ring, more := make([]slot, n), make([][]uint16, n)
+	j := 0
 	for i := range s.used {
 		from := (s.start + i) % len(s.ring)
-		ring[i], more[i] = s.ring[from], s.more[from]
-		if ring[i].live {
-			s.index[ring[i].hash] = int32(i)
+		if sl := s.ring[from]; sl.live {
+			ring[j], more[j] = sl, s.more[from]
+			s.index[sl.hash] = int32(j)
+			j++
 		}
 	}
-	s.ring, s.more, s.start = ring, more, 0
+	s.ring, s.more, s.start, s.used = ring, more, 0, j
 }
 
 // expire drops predictions past their time.
-func (s *Store) expire(now int64) {
+func (s *Store) expire(now time.Duration) {
 	for s.used > 0 && s.ring[s.start].expires <= now {
 		s.evictOldest()
 	}
@@ -255,6 +294,11 @@ func (s *Store) drop(at int32) {
 	s.live--
 	delete(s.index, sl.hash)
 	s.more[at] = nil
+	m := &s.models[sl.model]
+	m.live--
+	if m.live == 0 && !m.current {
+		*m = modelRef{}
+	}
 }
 
 // find returns the place of the prediction waiting under requestID.
@@ -282,7 +326,7 @@ func (s *Store) class(at int32, row int) uint16 {
 func (s *Store) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(s.opts.Now().UnixNano())
+	s.expire(s.since())
 	return s.live
 }
 
@@ -322,7 +366,7 @@ func (s *Store) Apply(labels []Label) ([]Outcome, error) {
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(now.UnixNano())
+	s.expire(now.Sub(s.epoch))
 	seen := map[string]bool{}
 	for i, l := range labels {
 		if seen[l.RequestID] {
@@ -394,18 +438,15 @@ func (s *Store) Forget(name, version string) {
 	defer s.mu.Unlock()
 	k := key{name, version}
 	delete(s.acc, k)
-	id, ok := s.modelIDs[k]
-	if !ok {
-		return
-	}
 	for i := range s.used {
 		at := int32((s.start + i) % len(s.ring))
-		if s.ring[at].live && s.ring[at].model == id {
+		if sl := s.ring[at]; sl.live && s.models[sl.model].key == k {
 			s.drop(at)
 		}
 	}
-	delete(s.modelIDs, k)
-	s.models[id] = modelRef{}
+	if id, ok := s.modelIDs[k]; ok {
+		s.retire(id)
+	}
 }
 
 // Describe implements prometheus.Collector.

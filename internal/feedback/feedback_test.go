@@ -127,16 +127,26 @@ func TestBounds(t *testing.T) {
 	}
 }
 
+// BenchmarkRecord keeps predictions in a store already full at the
+// server's default bound (20,000), as under steady traffic: each one evicts
+// the oldest.
 func BenchmarkRecord(b *testing.B) {
-	s, _, _ := newStore(Options{})
+	ids := make([]string, 1<<20)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%024d", i)
+	}
 	for _, rows := range []int{1, 64} {
 		pred := make([]int, rows)
 		b.Run(fmt.Sprint("rows=", rows), func(b *testing.B) {
+			s, _, _ := newStore(Options{MaxEntries: 20_000})
+			for i := range 40_000 {
+				s.Record(ids[i], "m", "1", classes, pred)
+			}
 			b.ReportAllocs()
-			i := 0
+			i := 40_000
 			for b.Loop() {
+				s.Record(ids[i%len(ids)], "m", "1", classes, pred)
 				i++
-				s.Record(fmt.Sprint(i), "m", "1", classes, pred)
 			}
 		})
 	}
@@ -192,7 +202,7 @@ func (r *refStore) record(now time.Time, id string, m key, pred []int) {
 	if i := r.find(id); i >= 0 {
 		r.places[i].live = false
 	}
-	for r.live() >= r.max || len(r.places) == 2*r.max {
+	for r.live() >= r.max {
 		r.places = r.places[1:]
 	}
 	r.places = append(r.places, refPlace{id: id, model: m, pred: pred[:min(len(pred), r.maxRows)], expires: now.Add(r.ttl), live: true})
@@ -289,6 +299,51 @@ func TestAgainstReference(t *testing.T) {
 			if s.used > 2*max || len(s.ring) > 2*max || len(s.index) != s.live {
 				t.Fatalf("seed %d op %d: %d places used, ring %d, index %d, live %d, bound %d", seed, op, s.used, len(s.ring), len(s.index), s.live, max)
 			}
+		}
+	}
+}
+
+// TestLabelledPlacesNeverEvictWaitingOnes: predictions that got their label
+// leave places behind; however many, they never push out a prediction still
+// waiting while fewer than MaxEntries wait.
+func TestLabelledPlacesNeverEvictWaitingOnes(t *testing.T) {
+	s, _, _ := newStore(Options{MaxEntries: 100})
+	s.Record("keep", "m", "1", classes, []int{1})
+	for i := range 1000 {
+		id := fmt.Sprint("x", i)
+		s.Record(id, "m", "1", classes, []int{0})
+		s.Apply([]Label{{RequestID: id, Labels: []string{"safe"}}})
+	}
+	out, err := s.Apply([]Label{{RequestID: "keep", Labels: []string{"fraud"}}})
+	if err != nil || out[0].Result != Correct {
+		t.Errorf("the waiting prediction: %v %v", out, err)
+	}
+	if len(s.ring) > 200 {
+		t.Errorf("%d places for a bound of 100", len(s.ring))
+	}
+}
+
+// TestReloadWithOtherClasses: a version reloaded with other classes labels
+// each prediction against the classes it was made with.
+func TestReloadWithOtherClasses(t *testing.T) {
+	s, total, _ := newStore(Options{})
+	s.Record("old", "m", "1", []string{"a", "b"}, []int{1})
+	s.Record("new", "m", "1", []string{"a", "b", "c"}, []int{2})
+	out, err := s.Apply([]Label{{RequestID: "new", Labels: []string{"c"}}, {RequestID: "old", Labels: []string{"b"}}})
+	if err != nil || out[0].Result != Correct || out[1].Result != Correct {
+		t.Fatalf("%v %v", out, err)
+	}
+	if _, err := s.Apply([]Label{{RequestID: "x", Labels: []string{"c"}}}); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(total.WithLabelValues("m", "1", Correct)); got != 2 {
+		t.Errorf("correct %v", got)
+	}
+	// Both positions are free again once their predictions are gone.
+	s.Forget("m", "1")
+	for i, m := range s.models {
+		if m.inUse {
+			t.Errorf("model position %d still in use: %+v", i, m)
 		}
 	}
 }
