@@ -69,7 +69,7 @@ type Store struct {
 	// epoch is when the store was made; expiries count from it, so that
 	// they follow the monotonic clock.
 	epoch time.Time
-	acc      map[key]*window
+	acc   map[key]*window
 }
 
 type key struct{ name, version string }
