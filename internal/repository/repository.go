@@ -19,7 +19,6 @@ import (
 	"path"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -139,13 +138,14 @@ type found struct {
 // policy. Models whose directory or configuration cannot be read are
 // returned in broken with the reason.
 //
-// excluded holds the versions whose files are there but which the version
-// policy leaves out.
-func (r *Repository) scan() (want map[key]found, excluded map[key]bool, broken map[string]error) {
+// excluded holds the versions whose files are there but are not served,
+// with why: the version policy leaves them out, or a repository model of the
+// same name replaces the embedded one.
+func (r *Repository) scan() (want map[key]found, excluded map[key]string, broken map[string]error) {
 	out := map[key]found{}
-	excluded = map[key]bool{}
+	excluded = map[key]string{}
 	broken = map[string]error{}
-	add := func(fsys fs.FS, source string, only func(string) bool) {
+	add := func(fsys fs.FS, source string, only func(string) bool, shadowed func(string) bool) {
 		entries, err := fs.ReadDir(fsys, ".")
 		if err != nil {
 			r.log.Error("cannot read model source", "source", source, "err", err)
@@ -157,12 +157,18 @@ func (r *Repository) scan() (want map[key]found, excluded map[key]bool, broken m
 				continue
 			}
 			vs, all, err := r.scanModel(fsys, source, name)
+			if shadowed(name) {
+				for _, v := range all {
+					excluded[key{name, v}] = "a repository model of the same name replaces it"
+				}
+				continue
+			}
 			if err != nil {
 				broken[name] = err
 				continue
 			}
 			for _, v := range all {
-				excluded[key{name, v}] = true
+				excluded[key{name, v}] = "the model's version_policy leaves it out"
 			}
 			for _, f := range vs {
 				out[key{f.name, f.version}] = f
@@ -177,10 +183,10 @@ func (r *Repository) scan() (want map[key]found, excluded map[key]bool, broken m
 				inDir[e.Name()] = e.IsDir()
 			}
 		}
-		add(r.dir, "repository", func(string) bool { return true })
+		add(r.dir, "repository", func(string) bool { return true }, func(string) bool { return false })
 	}
 	if r.opts.Embedded != nil {
-		add(r.opts.Embedded, "embedded", func(n string) bool { return !inDir[n] })
+		add(r.opts.Embedded, "embedded", func(string) bool { return true }, func(n string) bool { return inDir[n] })
 	}
 	return out, excluded, broken
 }
@@ -288,21 +294,24 @@ func (r *Repository) sync(ctx context.Context, only string) {
 	// model down.
 	for k, e := range r.versions {
 		if _, ok := want[k]; ok && !r.unloaded[k.name] {
+			if e.status.Reason == keptReason {
+				e.status.Reason = ""
+			}
 			continue
 		}
 		if (only != "" && k.name != only) || broken[k.name] != nil {
 			continue
 		}
 		why := "its files are gone"
-		if excluded[k] && !r.unloaded[k.name] {
+		if reason, ok := excluded[k]; ok && !r.unloaded[k.name] {
 			if e.serving && r.selectedFailing(want, k.name) {
-				if !strings.HasPrefix(e.status.Reason, keptReason) {
-					r.log.Warn("model version outside the version_policy kept serving: a version the policy selects failed to load", "model", k.name, "version", k.version)
+				if e.status.Reason != keptReason {
+					r.log.Warn("model version kept serving: the version that replaces it failed to load", "model", k.name, "version", k.version, "replaced_because", reason)
 				}
 				e.status.Reason = keptReason
 				continue
 			}
-			why = "the model's version_policy leaves it out"
+			why = reason
 		}
 		r.remove(k, e, why)
 	}
@@ -364,7 +373,7 @@ func (r *Repository) hasServing(name string) bool {
 }
 
 // keptReason is the index's reason for a version kept by selectedFailing.
-const keptReason = "outside the version_policy, kept serving while a version the policy selects fails to load"
+const keptReason = "replaced by a version that fails to load; kept serving until it loads"
 
 // selectedFailing reports whether a version of model name that the version
 // policy selects is not serving (its load failed).
@@ -616,9 +625,11 @@ func (r *Repository) Load(ctx context.Context, name string) error {
 		}
 	}
 	r.sync(ctx, name)
+	// Success is a version the policy selects serving (not one kept in its
+	// place).
 	var reasons []string
 	for k, e := range r.versions {
-		if k.name == name {
+		if _, selected := want[k]; k.name == name && selected {
 			if e.status.State == Ready {
 				return nil
 			}

@@ -405,12 +405,24 @@ func TestBrokenNewVersionKeepsTheOldOne(t *testing.T) {
 	if got := f.serving("m"); got != "1" || !f.repo.Ready() {
 		t.Errorf("serving %q, ready %v; want version 1 kept", got, f.repo.Ready())
 	}
-	if got := f.index(); got != "m/1 READY (outside the version_policy,); m/2 UNAVAILABLE (invalid model: xgboost:)" {
+	if got := f.index(); got != "m/1 READY (replaced by a); m/2 UNAVAILABLE (invalid model: xgboost:)" {
 		t.Errorf("index %s", got)
 	}
 	if m, err := f.reg.Resolve("m", ""); err != nil || m.Metadata().Version != "1" {
 		t.Errorf("default version: %v %v", m, err)
 	}
+	if err := f.repo.Load(ctx, "m"); err == nil || !strings.Contains(err.Error(), "no version loaded: [2: invalid model") {
+		t.Errorf("Load with the selected version broken: %v", err)
+	}
+	// The broken version removed: version 1 is the policy's again, with no
+	// reason left on it.
+	os.RemoveAll(filepath.Join(f.dir, "m/2"))
+	f.repo.Sync(ctx)
+	if got := f.index(); got != "m/1 READY" {
+		t.Errorf("after the broken version left: index %s", got)
+	}
+	f.write("m/2/model.json", "not json")
+	f.repo.Sync(ctx)
 	// Fixed: version 2 serves and version 1 goes, as the policy says.
 	f.put("m", "2", "binary")
 	f.repo.Sync(ctx)
@@ -422,5 +434,27 @@ func TestBrokenNewVersionKeepsTheOldOne(t *testing.T) {
 	f.repo.Sync(ctx)
 	if err := f.repo.Unload("m"); err != nil || f.reg.Has("m") {
 		t.Errorf("unload: %v, still served %v", err, f.reg.Has("m"))
+	}
+}
+
+// TestBrokenRepositoryModelKeepsTheEmbeddedOne: a repository model that
+// replaces the embedded one of the same name, and fails to load, leaves the
+// embedded one serving until it loads.
+func TestBrokenRepositoryModelKeepsTheEmbeddedOne(t *testing.T) {
+	f := newFixture(t, true)
+	ctx := context.Background()
+	f.repo.Sync(ctx)
+	f.write("fraud_model/2/model.json", "not json")
+	f.repo.Sync(ctx)
+	if got := f.serving("fraud_model"); got != "v1" || !f.repo.Ready() {
+		t.Errorf("serving %q, ready %v; want the embedded v1 kept", got, f.repo.Ready())
+	}
+	if got := f.index(); got != "fraud_model/v1 READY (replaced by a); fraud_model/2 UNAVAILABLE (invalid model: xgboost:)" {
+		t.Errorf("index %s", got)
+	}
+	f.put("fraud_model", "2", "binary")
+	f.repo.Sync(ctx)
+	if got := f.serving("fraud_model"); got != "2" {
+		t.Errorf("serving %q after the repository version loaded, want 2", got)
 	}
 }
