@@ -93,8 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("metrics-listen-address must differ from listen-address")
 	case c.DefaultModel == "":
 		return errors.New("default-model must not be empty")
-	case c.MaxBodyBytes < 1024:
-		return fmt.Errorf("max-body-bytes %d is below the minimum of 1024", c.MaxBodyBytes)
+	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30:
+		return fmt.Errorf("max-body-bytes %d is outside 1024 to 1073741824 (1 GiB)", c.MaxBodyBytes)
 	case c.MaxBodyMemory < c.MaxBodyBytes:
 		return fmt.Errorf("max-body-memory %d is below max-body-bytes %d: no body of the largest size could be read", c.MaxBodyMemory, c.MaxBodyBytes)
 	case c.MaxBatchRows < 1 || c.MaxBatchRows > 1<<20:

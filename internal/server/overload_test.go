@@ -134,13 +134,13 @@ func slowBody(t *testing.T, addr, path string, length int) net.Conn {
 }
 
 // TestSlowBodies: clients that announce large bodies and send little hold
-// only what they send (64 KiB buffers, growing as bytes arrive), never an
+// only what they send (4 KiB buffers, growing as bytes arrive), never an
 // in-flight place, and together never more than MaxBodyMemory.
 func TestSlowBodies(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
 		o.MaxInFlight = 1
-		o.MaxBodyBytes = 256 << 10
-		o.MaxBodyMemory = 8 * 64 << 10 // eight slow bodies' first buffers
+		o.MaxBodyBytes = 32 << 10
+		o.MaxBodyMemory = 8 * 4 << 10 // eight slow bodies' first buffers
 	})
 	ts := httptest.NewServer(h.srv)
 	t.Cleanup(ts.Close) // after the slow connections' own cleanups have closed them
@@ -164,19 +164,19 @@ func TestSlowBodies(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	for i := range 7 {
-		slowBody(t, addr, []string{"/predict", "/v2/models/fraud_model/infer"}[i%2], 256<<10)
+		slowBody(t, addr, []string{"/predict", "/v2/models/fraud_model/infer"}[i%2], 32<<10)
 	}
-	waitFor("seven slow bodies", func() bool { return h.srv.bodyBytes.Load() == 7*64<<10 })
+	waitFor("seven slow bodies", func() bool { return h.srv.bodyBytes.Load() == 7*4<<10 })
 	// The one in-flight place is free: a whole request gets it.
 	if code, body := post("/predict", `{"inputs": [`+safeRow+`]}`); code != 200 {
 		t.Errorf("a request beside seven slow bodies: %d %s", code, body)
 	}
 	// The eighth slow body takes the last of the memory; the next request
 	// is refused at once, and counted as overload.
-	slowBody(t, addr, "/predict", 256<<10)
-	waitFor("eight slow bodies", func() bool { return h.srv.bodyBytes.Load() == 8*64<<10 })
+	slowBody(t, addr, "/predict", 32<<10)
+	waitFor("eight slow bodies", func() bool { return h.srv.bodyBytes.Load() == 8*4<<10 })
 	code, body := post("/predict", `{"inputs": [`+safeRow+`]}`)
-	if code != 503 || !strings.Contains(body, `"error_type":"overloaded"`) || !strings.Contains(body, "limit of 524288 bytes of request bodies") {
+	if code != 503 || !strings.Contains(body, `"error_type":"overloaded"`) || !strings.Contains(body, "limit of 32768 bytes of request bodies") {
 		t.Errorf("over the body memory: %d %s", code, body)
 	}
 	if s := h.snapshot(); s[`model_prediction_errors_total{error_type="overloaded",model_name=""}`] != 1 {
@@ -197,7 +197,7 @@ func TestBodyGrowsAsItArrives(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.MaxBodyBytes = 1 << 20 })
 	ts := httptest.NewServer(h.srv)
 	defer ts.Close()
-	// About 200 KiB: four buffer sizes (64, 128, 256 KiB), then the answer.
+	// About 200 KiB: the buffer doubles from 4 KiB six times on the way.
 	rows := strings.Repeat(safeRow+",", 7000) + safeRow
 	big := `{"inputs": [` + rows + `]}`
 	for _, chunked := range []bool{false, true} {

@@ -58,7 +58,7 @@ func checkJSONContent(r *http.Request) *apiError {
 }
 
 // readBody reads the request body, bounded by MaxBodyBytes, into a buffer
-// that grows as its bytes arrive (doubling from 64 KiB), so that a client
+// that grows as its bytes arrive (doubling from 4 KiB), so that a client
 // that announces a large body and sends little holds little memory. The
 // buffer counts against MaxBodyMemory until the caller calls
 // s.bodyDone(charged), which it must do once it no longer uses the body; on
@@ -93,7 +93,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 		s.bodyDone(charged)
 		return nil, 0, e
 	}
-	if aerr := grow(min(end, 64<<10)); aerr != nil {
+	if aerr := grow(min(end, 4<<10)); aerr != nil {
 		return fail(aerr)
 	}
 	for int64(len(buf)) < end {
@@ -130,7 +130,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 	}
 	// The body is read before the request takes an in-flight place: a slow
 	// client holds memory it sends (bounded by MaxBodyMemory), never a place
-	// others wait for.
+	// others wait for. With every place taken, it is refused before reading.
+	if aerr := s.full(); aerr != nil {
+		return nil, aerr
+	}
 	body, charged, aerr := s.readBody(w, r)
 	if aerr != nil {
 		return nil, aerr

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"path"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,9 @@ type Options struct {
 	NewRequestID func() string
 }
 
+// MaxBodyBytesLimit is the largest MaxBodyBytes there may be: 1 GiB.
+const MaxBodyBytesLimit = 1 << 30
+
 // Server is the HTTP server's handler. It is safe for concurrent use.
 type Server struct {
 	opts    Options
@@ -101,6 +105,7 @@ func New(opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 8 << 20
 	}
+	opts.MaxBodyBytes = min(opts.MaxBodyBytes, MaxBodyBytesLimit)
 	if opts.MaxBodyMemory <= 0 {
 		opts.MaxBodyMemory = 256 << 20
 	}
@@ -208,10 +213,14 @@ func (s *Server) mux(table []route) http.Handler {
 	other := route{pattern: "/", endpoint: "other"}
 	table = append(table, other)
 	mux := http.NewServeMux()
+	notFound := s.instrument(other.endpoint, s.dispatch(other))
 	for _, rt := range table {
 		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.dispatch(rt)))
+		if root := strings.TrimSuffix(rt.pattern, "/"); root != rt.pattern && root != "" {
+			// ServeMux would redirect "/static" to "/static/".
+			mux.Handle(root, notFound)
+		}
 	}
-	notFound := s.instrument(other.endpoint, s.dispatch(other))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would answer these itself, in plain text and uncounted:
 		// a redirect for a path with "//", "." or ".." segments, and 404 for
@@ -231,7 +240,7 @@ func cleanPath(p string) bool {
 		return false
 	}
 	c := path.Clean(p)
-	return c == p || c+"/" == p
+	return c == p || (c != "/" && c+"/" == p)
 }
 
 // dispatch picks the route's handler for the request's method, answering
@@ -268,10 +277,23 @@ func (s *Server) admit() (func(), *apiError) {
 	case s.inFlight <- struct{}{}:
 		return func() { <-s.inFlight }, nil
 	default:
-		e := newError(errOverloaded, "the server is at its limit of %d requests in flight; retry shortly", cap(s.inFlight))
-		e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
-		return nil, e
+		return nil, s.overloaded()
 	}
+}
+
+// full refuses a request at once when every in-flight place is taken, so
+// that it does not read a body only to be refused; admit still decides.
+func (s *Server) full() *apiError {
+	if len(s.inFlight) == cap(s.inFlight) {
+		return s.overloaded()
+	}
+	return nil
+}
+
+func (s *Server) overloaded() *apiError {
+	e := newError(errOverloaded, "the server is at its limit of %d requests in flight; retry shortly", cap(s.inFlight))
+	e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
+	return e
 }
 
 // apiFunc handles a request and returns what to answer: a value to encode

@@ -664,6 +664,8 @@ func TestUncleanPathsAndStaticFiles(t *testing.T) {
 		{"POST", "/predict/../predict", "other"},
 		{"GET", "/./health", "other"},
 		{"GET", "//metrics", "other"},
+		{"GET", "//", "other"},
+		{"GET", "/static", "other"},
 		{"CONNECT", "/predict", "other"},
 		{"GET", "/static/missing.js", "/static/"},
 		{"GET", "/static/", "/static/"},

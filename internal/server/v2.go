@@ -257,6 +257,9 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError
 		return nil, err
 	}
 	// As /predict: the body first, then an in-flight place.
+	if aerr := s.full(); aerr != nil {
+		return nil, aerr
+	}
 	body, charged, aerr := s.readBody(w, r)
 	if aerr != nil {
 		return nil, aerr
