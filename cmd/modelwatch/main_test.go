@@ -395,6 +395,27 @@ func TestShutdownDelay(t *testing.T) {
 	}
 }
 
+// TestSecondSignalEndsAtOnce: a second SIGTERM during a long shutdown
+// delay ends the process without waiting.
+func TestSecondSignalEndsAtOnce(t *testing.T) {
+	p := start(t, 1, "--shutdown-delay", "60s")
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), "/ready answers 503"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown delay log:\n%s", p.logs)
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		if err == nil || !strings.Contains(err.Error(), "terminated") {
+			t.Errorf("exit after the second signal: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second SIGTERM did not end the process")
+	}
+}
+
 // TestMetricsBehindTLSAndBasicAuth serves /metrics on its own listener with
 // an exporter-toolkit web configuration; the API stays open.
 func TestMetricsBehindTLSAndBasicAuth(t *testing.T) {
