@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/modeltest"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
 	"github.com/modelwatch/modelwatch/internal/server"
 	"github.com/modelwatch/modelwatch/models"
@@ -147,5 +148,36 @@ func TestParse(t *testing.T) {
 		if _, err := ParseDrift(bad); err == nil {
 			t.Errorf("ParseDrift(%q) accepted", bad)
 		}
+	}
+}
+
+// TestV2ToTheDefaultModel: with no --models, loadgen asks the server for its
+// default model and calls it by that name over the Open Inference Protocol,
+// with the input name and datatype its metadata gives.
+func TestV2ToTheDefaultModel(t *testing.T) {
+	loaded, _, err := model.LoadDir(models.FS, models.Default, []model.Runtime{xgboost.Runtime})
+	if err != nil || loaded[0].Err != nil {
+		t.Fatal(err)
+	}
+	real := loaded[0].Model
+	meta := real.Metadata()
+	meta.Name, meta.Version = "scorer", "3"
+	meta.InputTensors = []model.TensorSpec{{Name: "features", DataType: model.FP64, Shape: []int64{-1, int64(len(meta.Features))}}}
+	scorer := &modeltest.Model{Meta: meta, PredictFunc: real.Predict}
+	reg := prometheus.NewRegistry()
+	met := metrics.New(reg)
+	registry := model.NewRegistry("scorer")
+	registry.Add(scorer)
+	met.ModelLoaded(meta, 0)
+	srv := server.New(server.Options{Models: registry, Metrics: met, MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
+	srv.SetReady(true)
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	res, err := Run(context.Background(), Config{URL: ts.URL, Requests: 50, Concurrency: 2, API: "v2", Seed: 3}, nil)
+	if err != nil || res.OK != 50 {
+		t.Fatalf("%v: %+v", err, res)
+	}
+	if got := testutil.ToFloat64(met.ModelRequests.WithLabelValues("scorer", "3", "success")); got != 50 {
+		t.Errorf("the server counted %v successes for scorer", got)
 	}
 }
