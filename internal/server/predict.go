@@ -196,33 +196,39 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 	// batcher can merge them with other requests' rows: a value the model
 	// cannot take fails this request alone, as invalid input, never as a
 	// model error.
+	if i, why := checkValues(meta, in.values); why != "" {
+		return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) %s", i/in.cols, i%in.cols, meta.Features[i%in.cols], why)
+	}
+	return model.Batch{Rows: in.n, Cols: in.cols, Values: in.values}, nil
+}
+
+// checkValues checks the values of rows for a model against its input's
+// element type. It returns the index of the first value it cannot take, and
+// why; "" when all can be taken.
+func checkValues(meta *model.Metadata, values []float64) (int, string) {
 	dt := model.FP64
 	if len(meta.InputTensors) > 0 {
 		dt = meta.InputTensors[0].DataType
 	}
-	for i, x := range in.values {
-		var why string
+	for i, x := range values {
 		switch {
 		case math.IsInf(x, 0):
-			why = "is too large to be a float64"
+			return i, "is too large to be a float64"
 		case math.IsNaN(x):
 			if !meta.AcceptsMissing {
-				why = "is null, and model " + meta.Name + " takes no missing values"
+				return i, "is null, and model " + meta.Name + " takes no missing values"
 			}
 		case dt == model.FP32 && math.Abs(x) > math.MaxFloat32:
-			why = "is too large for the model's 32-bit float input"
+			return i, "is too large for the model's 32-bit float input"
 		case dt == model.INT64 && (x != math.Trunc(x) || math.Abs(x) > 1<<53):
-			why = "must be a whole number of at most 2^53 for the model's 64-bit integer input"
+			return i, "must be a whole number of at most 2^53 for the model's 64-bit integer input"
 		case dt == model.INT32 && (x != math.Trunc(x) || x > math.MaxInt32 || x < math.MinInt32):
-			why = "must be a whole number for the model's 32-bit integer input"
+			return i, "must be a whole number for the model's 32-bit integer input"
 		case dt == model.BOOL && x != 0 && x != 1:
-			why = "must be 0 or 1 for the model's boolean input"
-		}
-		if why != "" {
-			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) %s", i/in.cols, i%in.cols, meta.Features[i%in.cols], why)
+			return i, "must be 0 or 1 for the model's boolean input"
 		}
 	}
-	return model.Batch{Rows: in.n, Cols: in.cols, Values: in.values}, nil
+	return 0, ""
 }
 
 // maxRows is the most rows one request to the model may carry.

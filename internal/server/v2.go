@@ -377,6 +377,11 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 	if err != nil {
 		return nil, newError(errInvalidInput, "%v", err)
 	}
+	// The checks /predict makes: an FP64 tensor may carry values an FP32
+	// input cannot hold.
+	if i, why := checkValues(meta, vals); why != "" {
+		return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[i%len(meta.Features)], why)
+	}
 	batch := model.Batch{Rows: rows, Cols: len(meta.Features), Values: vals}
 	out, aerr := s.infer(ctx, v, batch, t0)
 	if aerr != nil {

@@ -260,6 +260,7 @@ func TestV2BadInput(t *testing.T) {
 		{"fewer values than the shape", fraud, in("input", "FP32", "[2, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has 6 values; shape [2 6] needs 12"},
 		{"more values than the shape", fraud, in("input", "FP32", "[1, 6]", "[1, 2, 3, 4, 5, 6, 7]"), 422, errShapeMismatch, "fraud_model", "more values than the shape"},
 		{"string value", fraud, in("input", "FP32", "[1, 6]", `[1, "2", 3, 4, 5, 6]`), 400, errInvalidRequest, "fraud_model", "value 1 must be a number, not a string"},
+		{"FP64 data beyond an FP32 input", fraud, in("input", "FP64", "[1, 6]", "[1, 1e39, 3, 4, 5, 6]"), 422, errInvalidInput, "fraud_model", "input input: value 1 (hour_of_day) is too large for the model's 32-bit float input"},
 		{"overflowing FP32", fraud, in("input", "FP32", "[1, 6]", "[1, 1e39, 3, 4, 5, 6]"), 422, errInvalidInput, "fraud_model", "value 1 (1e39) is not a finite 32-bit number"},
 		{"negative dimension", fraud, in("input", "FP32", "[-1, 6]", "[1, 2, 3, 4, 5, 6]"), 422, errShapeMismatch, "fraud_model", "has shape [-1 6]"},
 		{"huge shape", fraud, in("input", "FP32", "[100000000, 6]", "[1]"), 413, errBatchTooLarge, "fraud_model", "the batch has 100000000 rows, over the limit of 16"},
