@@ -84,6 +84,11 @@ type Repository struct {
 	versions map[key]*entry
 	unloaded map[string]bool     // models unloaded on request, until loaded again
 	broken   map[string]string   // models whose directory or config.yaml cannot be read -> why
+	// gen counts, per version, the index entries made for it; the clean-up
+	// after a removed version's last request compares it, so that it never
+	// deletes the series of an entry made since (removed and added back).
+	genMu sync.Mutex
+	gen   map[key]uint64
 	hashes   map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
 	synced   bool
 }
@@ -115,6 +120,7 @@ func New(opts Options) *Repository {
 		versions: map[key]*entry{},
 		unloaded: map[string]bool{},
 		broken:   map[string]string{},
+		gen:      map[key]uint64{},
 		hashes:   map[string]fileHash{},
 	}
 	if opts.Dir != "" {
@@ -431,6 +437,9 @@ func (r *Repository) syncVersion(f found) {
 	r.trackDrift(f, meta)
 	replaced := r.opts.Registry.Add(m)
 	r.opts.Metrics.ModelLoaded(meta, took)
+	if e == nil {
+		r.generation(k, true)
+	}
 	r.versions[k] = &entry{fingerprint: fp, serving: true,
 		status: Status{Name: f.name, Version: f.version, State: Ready, Type: meta.Type, Source: f.source}}
 	verb := "model loaded"
@@ -486,6 +495,7 @@ func (r *Repository) fail(k key, f found, reason, fp string) {
 	if e == nil {
 		e = &entry{}
 		r.versions[k] = e
+		r.generation(k, true)
 	}
 	e.fingerprint = fp
 	if e.serving {
@@ -511,7 +521,13 @@ func (r *Repository) remove(k key, e *entry, why string) {
 	}
 	meta := model.Metadata{Name: k.name, Version: k.version}
 	reg := r.opts.Registry
+	gen := r.generation(k, false)
 	reg.Remove(k.name, k.version, func() {
+		if r.generation(k, false) != gen {
+			// Added back while its old instance finished its requests: the
+			// series, drift and feedback are the new instance's now.
+			return
+		}
 		r.opts.Metrics.ModelUnloaded(meta, !reg.Has(k.name))
 		if r.opts.Drift != nil {
 			r.opts.Drift.Remove(k.name, k.version)
@@ -521,6 +537,17 @@ func (r *Repository) remove(k key, e *entry, why string) {
 		}
 	})
 	r.log.Info("model unloaded", "model", k.name, "version", k.version, "reason", why)
+}
+
+// generation returns the count of index entries made for a version,
+// counting a new one first when made is set.
+func (r *Repository) generation(k key, made bool) uint64 {
+	r.genMu.Lock()
+	defer r.genMu.Unlock()
+	if made {
+		r.gen[k]++
+	}
+	return r.gen[k]
 }
 
 // known reports whether any version of a model is in the index.

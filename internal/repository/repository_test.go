@@ -458,3 +458,37 @@ func TestBrokenRepositoryModelKeepsTheEmbeddedOne(t *testing.T) {
 		t.Errorf("serving %q after the repository version loaded, want 2", got)
 	}
 }
+
+// TestAddedBackWhileTheOldInstanceFinishes: a version unloaded and loaded
+// again while a request still holds its old instance keeps the new
+// instance's series when the old one finally closes.
+func TestAddedBackWhileTheOldInstanceFinishes(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	f.put("m", "1", "binary")
+	f.repo.Sync(ctx)
+	_, release, err := f.reg.Acquire("m", "1") // a request in flight on the old instance
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.Unload("m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.Load(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	release() // the old instance closes now
+	if got := testutil.ToFloat64(f.met.LoadedInfo.WithLabelValues("m", "1", "xgboost")); got != 1 {
+		t.Errorf("model_loaded_info of the new instance = %v after the old one closed, want 1", got)
+	}
+	if n := testutil.CollectAndCount(f.met.ModelRequests); n != 2 {
+		t.Errorf("%d model_requests_total series, want the new instance's 2", n)
+	}
+	// Unloaded for good, the series go once the last request is done.
+	_, release, _ = f.reg.Acquire("m", "1")
+	f.repo.Unload("m")
+	release()
+	if n := testutil.CollectAndCount(f.met.LoadedInfo); n != 0 {
+		t.Errorf("%d model_loaded_info series after the unload", n)
+	}
+}
