@@ -82,15 +82,15 @@ type Repository struct {
 
 	mu       sync.Mutex
 	versions map[key]*entry
-	unloaded map[string]bool     // models unloaded on request, until loaded again
-	broken   map[string]string   // models whose directory or config.yaml cannot be read -> why
+	unloaded map[string]bool   // models unloaded on request, until loaded again
+	broken   map[string]string // models whose directory or config.yaml cannot be read -> why
 	// gen counts, per version, the index entries made for it; the clean-up
 	// after a removed version's last request compares it, so that it never
 	// deletes the series of an entry made since (removed and added back).
-	genMu sync.Mutex
-	gen   map[key]uint64
-	hashes   map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
-	synced   bool
+	genMu  sync.Mutex
+	gen    map[key]uint64
+	hashes map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
+	synced bool
 }
 
 type key struct{ name, version string }
