@@ -154,8 +154,11 @@ func jsonError(err error, body []byte) *apiError {
 	var (
 		syn *json.SyntaxError
 		typ *json.UnmarshalTypeError
+		de  *decodeError
 	)
 	switch {
+	case errors.As(err, &de):
+		return newError(de.typ, "%s", de.msg)
 	case errors.Is(err, io.EOF):
 		return newError(errInvalidJSON, "invalid JSON: the body is empty")
 	case errors.Is(err, io.ErrUnexpectedEOF):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -14,9 +15,33 @@ import (
 const maxFeedbackItems = 1000
 
 type feedbackItem struct {
-	RequestID string   `json:"request_id"`
-	Label     *string  `json:"label"`
-	Labels    []string `json:"labels"`
+	RequestID string                         `json:"request_id"`
+	Label     *string                        `json:"label"`
+	Labels    boundedList[string, maxLabels] `json:"labels"`
+}
+
+// feedbackItems is a list of feedback decoded one item at a time, refusing
+// more than maxFeedbackItems items or 65,536 labels in all before decoding
+// them.
+type feedbackItems []feedbackItem
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (f *feedbackItems) UnmarshalJSON(raw []byte) error {
+	labels := 0
+	return decodeList(raw, "feedback items", func(dec *json.Decoder) error {
+		if len(*f) == maxFeedbackItems {
+			return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf("more than %d feedback items", maxFeedbackItems)}
+		}
+		var it feedbackItem
+		if err := dec.Decode(&it); err != nil {
+			return err
+		}
+		if labels += len(it.Labels); labels > 1<<16 {
+			return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf("more than %d labels in all", 1<<16)}
+		}
+		*f = append(*f, it)
+		return nil
+	}, func() { *f = nil })
 }
 
 // feedback serves POST /feedback: {"request_id": ..., "label": ...} for a
@@ -35,13 +60,13 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiErro
 		return nil, aerr
 	}
 	defer s.bodyDone(charged)
-	var items []feedbackItem
+	var items feedbackItems
 	single := len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] == '{'
 	var err error
 	if single {
 		var one feedbackItem
 		err = strictDecode(body, &one)
-		items = []feedbackItem{one}
+		items = feedbackItems{one}
 	} else {
 		err = strictDecode(body, &items)
 	}

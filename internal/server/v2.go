@@ -215,20 +215,25 @@ func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *
 }
 
 // v2InferRequest is the body of POST .../infer.
+// Its lists are bounded while decoding (boundedList).
 type v2InferRequest struct {
-	ID         string          `json:"id"`
+	ID         string                               `json:"id"`
+	Parameters json.RawMessage                      `json:"parameters"`
+	Inputs     boundedList[v2Input, maxTensors]     `json:"inputs"`
+	Outputs    boundedList[v2Requested, maxTensors] `json:"outputs"`
+}
+
+type v2Input struct {
+	Name       string                      `json:"name"`
+	Shape      boundedList[int64, maxDims] `json:"shape"`
+	Datatype   string                      `json:"datatype"`
+	Parameters json.RawMessage             `json:"parameters"`
+	Data       json.RawMessage             `json:"data"`
+}
+
+type v2Requested struct {
+	Name       string          `json:"name"`
 	Parameters json.RawMessage `json:"parameters"`
-	Inputs     []struct {
-		Name       string          `json:"name"`
-		Shape      []int64         `json:"shape"`
-		Datatype   string          `json:"datatype"`
-		Parameters json.RawMessage `json:"parameters"`
-		Data       json.RawMessage `json:"data"`
-	} `json:"inputs"`
-	Outputs []struct {
-		Name       string          `json:"name"`
-		Parameters json.RawMessage `json:"parameters"`
-	} `json:"outputs"`
 }
 
 type v2Output struct {

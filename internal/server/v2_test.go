@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/modeltest"
 	"github.com/modelwatch/modelwatch/internal/repository"
@@ -443,6 +444,39 @@ func TestV2TensorBounds(t *testing.T) {
 		_, aerr := decodeTensor("x", "FP32", tc.shape, json.RawMessage(`[1]`), spec, true, 16)
 		if aerr == nil || aerr.typ != errBatchTooLarge || !strings.Contains(aerr.msg, tc.says) {
 			t.Errorf("shape %v: %v, want batch_too_large saying %q", tc.shape, aerr, tc.says)
+		}
+	}
+}
+
+// TestDecodedListsAreBounded: lists in v2 and feedback bodies are refused
+// once over their bound, before their elements are built (a few megabytes
+// of "{}," would otherwise become gigabytes of structs).
+func TestDecodedListsAreBounded(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.MaxBodyBytes = 8 << 20
+		o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal)
+	})
+	empties := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat("{},", n), ",") + "]" }
+	for _, tc := range []struct {
+		path, body string
+		status     int
+		says       string
+	}{
+		{"/v2/models/fraud_model/infer", `{"inputs": ` + empties(65) + `}`, 413, "more than 64 tensors"},
+		{"/v2/models/fraud_model/infer", `{"inputs": ` + empties(200_000) + `}`, 413, "more than 64 tensors"},
+		{"/v2/models/fraud_model/infer", `{"inputs": [{"name": "input", "datatype": "FP32", "data": [1], "shape": [` + strings.TrimSuffix(strings.Repeat("1,", 33), ",") + `]}]}`, 413, "more than 32 dimensions in a shape"},
+		{"/v2/models/fraud_model/infer", `{"inputs": [], "outputs": ` + empties(65) + `}`, 413, "more than 64 tensors"},
+		{"/v2/models/fraud_model/infer", `{"inputs": 5}`, 400, "tensors must be given as a list"},
+		{"/feedback", empties(1001), 413, "more than 1000 feedback items"},
+		{"/feedback", `[{"request_id": "a", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 1<<16+1), ",") + `]}]`, 413, "more than 65536 labels"},
+		{"/feedback", `[{"request_id": "a", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 40_000), ",") + `]}, {"request_id": "b", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 40_000), ",") + `]}]`, 413, "more than 65536 labels in all"},
+		{"/feedback", `{"request_id": "a", "labels": "x"}`, 400, "labels must be given as a list"},
+	} {
+		rec := h.do("POST", tc.path, "application/json", tc.body)
+		var e errorResponse
+		json.Unmarshal(rec.Body.Bytes(), &e)
+		if rec.Code != tc.status || !strings.Contains(e.Error, tc.says) {
+			t.Errorf("%s %.60s: %d %s, want %d saying %q", tc.path, tc.body, rec.Code, rec.Body, tc.status, tc.says)
 		}
 	}
 }
