@@ -170,7 +170,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.IntVar(&c.DriftMinSamples, "drift-min-samples", c.DriftMinSamples, "fewest rows in the drift window for which drift is exported")
 	fs.IntVar(&c.DriftMaxFeatures, "drift-max-features", c.DriftMaxFeatures, "most features per model version whose drift is exported")
 	fs.DurationVar(&c.FeedbackTTL, "feedback-ttl", c.FeedbackTTL, "how long a classifier's prediction waits for its label on POST /feedback")
-	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels (about 200 bytes each); 0 turns /feedback off")
+	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels (about 200 bytes each, and 2 bytes per row of a batch); 0 turns /feedback off")
 	fs.DurationVar(&c.AccuracyWindow, "accuracy-window", c.AccuracyWindow, "span of labels that model_accuracy_ratio covers")
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
