@@ -205,6 +205,15 @@ func (r *rows) UnmarshalJSON(b []byte) error {
 	// A repeated "inputs" key replaces the earlier one, as encoding/json
 	// does with any field: start afresh, keeping only the limits.
 	*r = rows{values: r.values[:0], maxRows: r.maxRows, maxValues: r.maxValues}
+	if r.values == nil {
+		// A number takes at least two bytes with its comma: one allocation
+		// holds them all.
+		n := min(len(b)/2+1, 1<<16)
+		if r.maxValues > 0 {
+			n = min(n, r.maxValues)
+		}
+		r.values = make([]float64, 0, n)
+	}
 	p := scanner{b: b}
 	p.space()
 	if p.literal("null") {

@@ -75,49 +75,55 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 		end = r.ContentLength
 	}
 	var buf []byte
-	grow := func(to int64) *apiError {
-		delta := to - int64(cap(buf))
-		if s.bodyBytes.Add(delta) > s.opts.MaxBodyMemory {
-			s.bodyBytes.Add(-delta)
-			e := newError(errOverloaded, "the server holds its limit of %d bytes of request bodies; retry shortly", s.opts.MaxBodyMemory)
-			e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
-			return e
-		}
-		charged += delta
-		next := make([]byte, len(buf), to)
-		copy(next, buf)
-		buf = next
-		return nil
-	}
-	fail := func(e *apiError) ([]byte, int64, *apiError) {
-		s.bodyDone(charged)
-		return nil, 0, e
-	}
-	if aerr := grow(min(end, 4<<10)); aerr != nil {
-		return fail(aerr)
+	var err *apiError
+	if buf, err = s.growBody(buf, min(end, 4<<10)); err != nil {
+		return nil, 0, err
 	}
 	for int64(len(buf)) < end {
 		if len(buf) == cap(buf) {
-			if aerr := grow(min(end, 2*int64(cap(buf)))); aerr != nil {
-				return fail(aerr)
+			if buf, err = s.growBody(buf, min(end, 2*int64(cap(buf)))); err != nil {
+				return nil, 0, err
 			}
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		n, rerr := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		if err == io.EOF {
+		if rerr == io.EOF {
 			break
 		}
-		if err != nil {
-			return fail(newError(errCanceled, "reading the request body failed: %v", err))
+		if rerr != nil {
+			err = newError(errCanceled, "reading the request body failed: %v", rerr)
+			break
 		}
 	}
 	switch {
+	case err != nil:
 	case int64(len(buf)) > limit:
-		return fail(newError(errBodyTooLarge, "the request body is over the limit of %d bytes", limit))
+		err = newError(errBodyTooLarge, "the request body is over the limit of %d bytes", limit)
 	case r.ContentLength >= 0 && int64(len(buf)) < r.ContentLength:
-		return fail(newError(errCanceled, "reading the request body failed: %v", io.ErrUnexpectedEOF))
+		err = newError(errCanceled, "reading the request body failed: %v", io.ErrUnexpectedEOF)
 	}
-	return buf, charged, nil
+	if err != nil {
+		s.bodyDone(int64(cap(buf)))
+		return nil, 0, err
+	}
+	return buf, int64(cap(buf)), nil
+}
+
+// growBody moves a body's bytes to a buffer of capacity to, charging the
+// difference to the body memory. On refusal it drops the body and releases
+// its whole charge.
+func (s *Server) growBody(buf []byte, to int64) ([]byte, *apiError) {
+	delta := to - int64(cap(buf))
+	if s.bodyBytes.Add(delta) > s.opts.MaxBodyMemory {
+		s.bodyBytes.Add(-delta)
+		s.bodyDone(int64(cap(buf)))
+		e := newError(errOverloaded, "the server holds its limit of %d bytes of request bodies; retry shortly", s.opts.MaxBodyMemory)
+		e.statusCode, e.retryAfter = http.StatusServiceUnavailable, 1
+		return nil, e
+	}
+	next := make([]byte, len(buf), to)
+	copy(next, buf)
+	return next, nil
 }
 
 // bodyDone releases the memory readBody charged for a body.
@@ -139,11 +145,10 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 		return nil, aerr
 	}
 	defer s.bodyDone(charged)
-	release, aerr := s.admit()
-	if aerr != nil {
+	if aerr := s.admit(); aerr != nil {
 		return nil, aerr
 	}
-	defer release()
+	defer s.leave()
 	t0 := s.opts.Now()
 	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows, maxValues: s.opts.MaxBatchRows * max(1, s.models.MaxFeatures())}}
 	if err := decodePredict(body, &req); err != nil {

@@ -272,14 +272,17 @@ func (s *Server) dispatch(rt route) http.HandlerFunc {
 
 // admit takes an in-flight token, or refuses the request at once when the
 // server is at its limit. The caller calls the returned release.
-func (s *Server) admit() (func(), *apiError) {
+func (s *Server) admit() *apiError {
 	select {
 	case s.inFlight <- struct{}{}:
-		return func() { <-s.inFlight }, nil
+		return nil
 	default:
-		return nil, s.overloaded()
+		return s.overloaded()
 	}
 }
+
+// leave gives back the in-flight place admit gave.
+func (s *Server) leave() { <-s.inFlight }
 
 // full refuses a request at once when every in-flight place is taken, so
 // that it does not read a body only to be refused; admit still decides.
@@ -337,8 +340,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(body)
-	w.Write([]byte{'\n'})
+	w.Write(append(body, '\n'))
 }
 
 // errorBody is the JSON of every error answer. "error" is the field the Open

@@ -270,11 +270,10 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError
 		return nil, aerr
 	}
 	defer s.bodyDone(charged)
-	release, aerr := s.admit()
-	if aerr != nil {
+	if aerr := s.admit(); aerr != nil {
 		return nil, aerr
 	}
-	defer release()
+	defer s.leave()
 	t0 := s.opts.Now()
 	var req v2InferRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
