@@ -6,9 +6,10 @@ import (
 	"fmt"
 )
 
-// listLimit gives a boundedList its bound and what its elements are called.
+// listLimit gives a boundedList its bound, what its elements are called,
+// and the list's field name.
 type listLimit interface {
-	limit() (n int, what string)
+	limit() (n int, what, field string)
 }
 
 // boundedList is a JSON list that encoding/json decodes one element at a
@@ -20,8 +21,8 @@ type boundedList[T any, L listLimit] []T
 // UnmarshalJSON implements json.Unmarshaler.
 func (b *boundedList[T, L]) UnmarshalJSON(raw []byte) error {
 	var l L
-	limit, what := l.limit()
-	return decodeList(raw, what, func(dec *json.Decoder) error {
+	limit, what, field := l.limit()
+	return decodeList(raw, field, func(dec *json.Decoder) error {
 		if len(*b) == limit {
 			return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf("more than %d %s", limit, what)}
 		}
@@ -36,8 +37,9 @@ func (b *boundedList[T, L]) UnmarshalJSON(raw []byte) error {
 
 // decodeList walks a JSON list (or null), calling each for every element
 // with the decoder positioned at it, and null for null. Unknown fields in
-// the elements are errors, as at the top level.
-func decodeList(raw []byte, what string, each func(*json.Decoder) error, null func()) error {
+// the elements are errors, as at the top level. field names the list in
+// errors.
+func decodeList(raw []byte, field string, each func(*json.Decoder) error, null func()) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	tok, err := dec.Token()
@@ -49,7 +51,7 @@ func decodeList(raw []byte, what string, each func(*json.Decoder) error, null fu
 		return nil
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return &decodeError{typ: errInvalidRequest, msg: fmt.Sprintf("%s must be given as a list", what)}
+		return &decodeError{typ: errInvalidRequest, msg: fmt.Sprintf("%s must be a list", field)}
 	}
 	for dec.More() {
 		if err := each(dec); err != nil {
@@ -60,11 +62,13 @@ func decodeList(raw []byte, what string, each func(*json.Decoder) error, null fu
 }
 
 type (
-	maxTensors struct{} // inputs or outputs of one inference request
+	maxInputs  struct{} // input tensors of one inference request
+	maxOutputs struct{} // outputs one inference request asks for
 	maxDims    struct{} // dimensions of a shape
 	maxLabels  struct{} // labels of one prediction
 )
 
-func (maxTensors) limit() (int, string) { return 64, "tensors" }
-func (maxDims) limit() (int, string)    { return 32, "dimensions in a shape" }
-func (maxLabels) limit() (int, string)  { return 1 << 16, "labels" }
+func (maxInputs) limit() (int, string, string)  { return 64, "tensors", `"inputs"` }
+func (maxOutputs) limit() (int, string, string) { return 64, "outputs", `"outputs"` }
+func (maxDims) limit() (int, string, string)    { return 32, "dimensions in a shape", `"shape"` }
+func (maxLabels) limit() (int, string, string)  { return 1 << 16, "labels", `"labels"` }

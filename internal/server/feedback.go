@@ -28,7 +28,7 @@ type feedbackItems []feedbackItem
 // UnmarshalJSON implements json.Unmarshaler.
 func (f *feedbackItems) UnmarshalJSON(raw []byte) error {
 	labels := 0
-	return decodeList(raw, "feedback items", func(dec *json.Decoder) error {
+	return decodeList(raw, "the feedback", func(dec *json.Decoder) error {
 		if len(*f) == maxFeedbackItems {
 			return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf("more than %d feedback items", maxFeedbackItems)}
 		}

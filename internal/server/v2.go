@@ -219,8 +219,8 @@ func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *
 type v2InferRequest struct {
 	ID         string                               `json:"id"`
 	Parameters json.RawMessage                      `json:"parameters"`
-	Inputs     boundedList[v2Input, maxTensors]     `json:"inputs"`
-	Outputs    boundedList[v2Requested, maxTensors] `json:"outputs"`
+	Inputs     boundedList[v2Input, maxInputs]      `json:"inputs"`
+	Outputs    boundedList[v2Requested, maxOutputs] `json:"outputs"`
 }
 
 type v2Input struct {

@@ -465,12 +465,12 @@ func TestDecodedListsAreBounded(t *testing.T) {
 		{"/v2/models/fraud_model/infer", `{"inputs": ` + empties(65) + `}`, 413, "more than 64 tensors"},
 		{"/v2/models/fraud_model/infer", `{"inputs": ` + empties(200_000) + `}`, 413, "more than 64 tensors"},
 		{"/v2/models/fraud_model/infer", `{"inputs": [{"name": "input", "datatype": "FP32", "data": [1], "shape": [` + strings.TrimSuffix(strings.Repeat("1,", 33), ",") + `]}]}`, 413, "more than 32 dimensions in a shape"},
-		{"/v2/models/fraud_model/infer", `{"inputs": [], "outputs": ` + empties(65) + `}`, 413, "more than 64 tensors"},
-		{"/v2/models/fraud_model/infer", `{"inputs": 5}`, 400, "tensors must be given as a list"},
+		{"/v2/models/fraud_model/infer", `{"inputs": [], "outputs": ` + empties(65) + `}`, 413, "more than 64 outputs"},
+		{"/v2/models/fraud_model/infer", `{"inputs": 5}`, 400, `"inputs" must be a list`},
 		{"/feedback", empties(1001), 413, "more than 1000 feedback items"},
 		{"/feedback", `[{"request_id": "a", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 1<<16+1), ",") + `]}]`, 413, "more than 65536 labels"},
 		{"/feedback", `[{"request_id": "a", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 40_000), ",") + `]}, {"request_id": "b", "labels": [` + strings.TrimSuffix(strings.Repeat(`"x",`, 40_000), ",") + `]}]`, 413, "more than 65536 labels in all"},
-		{"/feedback", `{"request_id": "a", "labels": "x"}`, 400, "labels must be given as a list"},
+		{"/feedback", `{"request_id": "a", "labels": "x"}`, 400, `"labels" must be a list`},
 	} {
 		rec := h.do("POST", tc.path, "application/json", tc.body)
 		var e errorResponse
