@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,6 +143,14 @@ func start(t *testing.T, listeners int, args ...string) *process {
 }
 
 func (p *process) url(path string) string { return "http://" + p.addrs["api"] + path }
+
+// waitLog waits until the process has logged s.
+func (p *process) waitLog(t *testing.T, s string) {
+	t.Helper()
+	testenv.WaitFor(t, "the log line "+strconv.Quote(s), 10*time.Second, func() (bool, string) {
+		return strings.Contains(p.logs.String(), s), p.logs.String()
+	})
+}
 
 func post(t *testing.T, url, body string) (int, map[string]any) {
 	t.Helper()
@@ -320,13 +329,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the server to begin draining, then finish the request.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.logs.String(), "draining in-flight requests") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no drain log:\n%s", p.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.waitLog(t, "draining in-flight requests")
 	if _, err := conn.Write([]byte(body[10:])); err != nil {
 		t.Fatal(err)
 	}
@@ -363,13 +366,7 @@ func TestShutdownDelay(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.logs.String(), "/ready answers 503") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no shutdown delay log:\n%s", p.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.waitLog(t, "/ready answers 503")
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	if code, body, _ := get(t, client, p.url("/ready")); code != 503 || !strings.Contains(body, `"ready":false`) {
 		t.Errorf("/ready during the delay: %d %s", code, body)
@@ -400,11 +397,7 @@ func TestShutdownDelay(t *testing.T) {
 func TestSecondSignalEndsAtOnce(t *testing.T) {
 	p := start(t, 1, "--shutdown-delay", "60s")
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.logs.String(), "/ready answers 503"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no shutdown delay log:\n%s", p.logs)
-		}
-	}
+	p.waitLog(t, "/ready answers 503")
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.exited:

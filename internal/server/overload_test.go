@@ -200,35 +200,30 @@ func TestBodyGrowsAsItArrives(t *testing.T) {
 	// About 200 KiB: the buffer doubles from 4 KiB six times on the way.
 	rows := strings.Repeat(safeRow+",", 7000) + safeRow
 	big := `{"inputs": [` + rows + `]}`
-	for _, chunked := range []bool{false, true} {
-		var rd io.Reader = strings.NewReader(big)
-		if chunked {
-			rd = io.MultiReader(strings.NewReader(big)) // no length: sent chunked
-		}
-		req, _ := http.NewRequest("POST", ts.URL+"/predict", rd)
+	post := func(body io.Reader) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/predict", body)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		return resp.StatusCode, string(b)
+	}
+	for _, chunked := range []bool{false, true} {
+		var rd io.Reader = strings.NewReader(big)
+		if chunked {
+			rd = io.MultiReader(rd) // no length: sent chunked
+		}
 		// 7001 rows: read whole, then refused for its rows, not its bytes.
-		if resp.StatusCode != 413 || !strings.Contains(string(b), "the batch has 7001 rows, over the limit of 16") {
-			t.Errorf("chunked %v: %d %.200s", chunked, resp.StatusCode, b)
+		if code, b := post(rd); code != 413 || !strings.Contains(b, "the batch has 7001 rows, over the limit of 16") {
+			t.Errorf("chunked %v: %d %.200s", chunked, code, b)
 		}
 	}
 	over := strings.NewReader(`{"inputs": [` + strings.Repeat(safeRow+",", 40000) + safeRow + `]}`)
-	req, _ := http.NewRequest("POST", ts.URL+"/predict", io.MultiReader(over))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 413 || !strings.Contains(string(b), "over the limit of 1048576 bytes") {
-		t.Errorf("chunked body over the limit: %d %.200s", resp.StatusCode, b)
+	if code, b := post(io.MultiReader(over)); code != 413 || !strings.Contains(b, "over the limit of 1048576 bytes") {
+		t.Errorf("chunked body over the limit: %d %.200s", code, b)
 	}
 	if n := h.srv.bodyBytes.Load(); n != 0 {
 		t.Errorf("%d body bytes still held", n)
