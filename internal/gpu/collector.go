@@ -3,7 +3,6 @@
 package gpu
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -188,8 +187,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // while a reading older than the timeout is still running, further scrapes
 // export no GPU metrics and return at once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	r, err := c.join()
-	if err != nil {
+	r, hung := c.join()
+	if hung {
 		c.log.Warn("GPU metrics skipped: an earlier NVML reading has not returned", "started", r.started)
 		return
 	}
@@ -205,20 +204,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-var errHung = errors.New("NVML reading hung")
-
-// join returns the reading in progress, starting one if none runs. It fails
-// when the reading in progress has outlived the timeout.
-func (c *Collector) join() (*reading, error) {
+// join returns the reading in progress, starting one if none runs; hung
+// reports that the reading in progress has outlived the timeout.
+func (c *Collector) join() (r *reading, hung bool) {
 	c.inflightMu.Lock()
 	defer c.inflightMu.Unlock()
 	if r := c.inflight; r != nil {
-		if time.Since(r.started) >= c.timeout {
-			return r, errHung
-		}
-		return r, nil
+		return r, time.Since(r.started) >= c.timeout
 	}
-	r := &reading{started: time.Now(), done: make(chan struct{})}
+	r = &reading{started: time.Now(), done: make(chan struct{})}
 	c.inflight = r
 	go func() {
 		ms := c.read()
@@ -228,7 +222,7 @@ func (c *Collector) join() (*reading, error) {
 		r.metrics = ms
 		close(r.done)
 	}()
-	return r, nil
+	return r, false
 }
 
 // read takes every reading of every GPU. GPUs are read in parallel: one

@@ -637,11 +637,7 @@ func (r *Repository) Load(ctx context.Context, name string) error {
 	if err := broken[name]; err != nil {
 		return fmt.Errorf("model %s: %w", name, err)
 	}
-	has := false
-	for k := range want {
-		has = has || k.name == name
-	}
-	if !has {
+	if !wanted(want, name) {
 		return ErrNotFound
 	}
 	delete(r.unloaded, name)

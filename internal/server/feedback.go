@@ -55,7 +55,7 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiErro
 	if err := checkJSONContent(r); err != nil {
 		return nil, err
 	}
-	body, charged, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(r)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -63,7 +63,7 @@ func checkJSONContent(r *http.Request) *apiError {
 // buffer counts against MaxBodyMemory until the caller calls
 // s.bodyDone(charged), which it must do once it no longer uses the body; on
 // an error nothing is charged.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, charged int64, aerr *apiError) {
+func (s *Server) readBody(r *http.Request) (body []byte, charged int64, aerr *apiError) {
 	limit := s.opts.MaxBodyBytes
 	if r.ContentLength > limit {
 		return nil, 0, newError(errBodyTooLarge, "the request body is over the limit of %d bytes", limit)
@@ -140,7 +140,7 @@ func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError
 	if aerr := s.full(); aerr != nil {
 		return nil, aerr
 	}
-	body, charged, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(r)
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -271,7 +271,7 @@ func (s *Server) dispatch(rt route) http.HandlerFunc {
 }
 
 // admit takes an in-flight token, or refuses the request at once when the
-// server is at its limit. The caller calls the returned release.
+// server is at its limit. The caller gives it back with leave.
 func (s *Server) admit() *apiError {
 	select {
 	case s.inFlight <- struct{}{}:

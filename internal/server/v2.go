@@ -200,7 +200,7 @@ func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *
 	if err := checkJSONContent(r); err != nil {
 		return err
 	}
-	body, charged, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(r)
 	if aerr != nil {
 		return aerr
 	}
@@ -265,7 +265,7 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError
 	if aerr := s.full(); aerr != nil {
 		return nil, aerr
 	}
-	body, charged, aerr := s.readBody(w, r)
+	body, charged, aerr := s.readBody(r)
 	if aerr != nil {
 		return nil, aerr
 	}
