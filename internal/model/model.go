@@ -47,6 +47,11 @@ type Metadata struct {
 	Outputs int
 	// AcceptsMissing reports whether NaN may stand for a missing value.
 	AcceptsMissing bool
+	// Categorical lists the features whose values are categories, in column
+	// order. A row gives such a feature as a category code (a whole number,
+	// as the training library encoded it) or, where Categories names them,
+	// as a category name that the server turns into its code.
+	Categorical []CategoricalFeature
 	// InputTensors and OutputTensors describe the model's tensors, as the
 	// Open Inference Protocol's metadata endpoint shows them.
 	InputTensors, OutputTensors []TensorSpec
@@ -55,6 +60,27 @@ type Metadata struct {
 	PredictionOutput string
 	// MaxBatchRows bounds the rows of one request; 0 leaves the server's limit.
 	MaxBatchRows int
+}
+
+// CategoricalFeature describes one categorical input feature.
+type CategoricalFeature struct {
+	// Index is the feature's column in a row (its index in Features).
+	Index int
+	// Categories names the categories in the order of their codes: the
+	// category named Categories[i] has code i. It is nil when the model file
+	// knows the codes only.
+	Categories []string
+}
+
+// Code returns the code of the category called name, and false when the
+// feature has no category of that name.
+func (c CategoricalFeature) Code(name string) (int, bool) {
+	for i, n := range c.Categories {
+		if n == name {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // IsClassifier reports whether the model predicts classes.
