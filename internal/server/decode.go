@@ -20,11 +20,16 @@ type predictRequest struct {
 	Inputs       rows   `json:"inputs"`
 }
 
-// rows is the "inputs" of a /predict request: a list of rows of numbers, or a
-// single row. null stands for a missing value and becomes NaN.
+// rows is the "inputs" of a /predict request: a list of rows of values, or a
+// single row. A value is a number, null (a missing value, NaN), or a string:
+// a category name, which only the model can turn into its code.
 type rows struct {
 	present bool
 	values  []float64
+	// names holds the strings of the rows in the order they came, each with
+	// the index in values it stands for (where values holds NaN until
+	// the model's categories resolve it). It is empty for rows of numbers.
+	names []cellName
 	n       int // rows seen, counting past maxRows
 	cols    int // length of the first row
 	// ragged is the index of the first row whose length differs from the
@@ -40,6 +45,12 @@ type rows struct {
 	// stop is set once the batch is known to be refused (ragged rows):
 	// values are then checked, not kept.
 	stop bool
+}
+
+// cellName is a string given for one value of the rows.
+type cellName struct {
+	at   int
+	name string
 }
 
 // decodeError is a request the decoder cannot read.
@@ -263,18 +274,26 @@ func (r *rows) row(p *scanner, i int) error {
 		for {
 			p.space()
 			v, ok := p.number()
+			var name string
+			isName := false
 			if !ok {
-				where := fmt.Sprintf("inputs[%d][%d]", i, count)
-				if i < 0 {
-					where = fmt.Sprintf("inputs[%d]", count)
+				if name, isName = p.string(); !isName {
+					where := fmt.Sprintf("inputs[%d][%d]", i, count)
+					if i < 0 {
+						where = fmt.Sprintf("inputs[%d]", count)
+					}
+					return p.typeError(where, "a number, a string or null")
 				}
-				return p.typeError(where, "a number or null")
 			}
 			if keep {
 				if r.maxValues > 0 && len(r.values) == r.maxValues {
 					return &decodeError{typ: errBatchTooLarge, msg: fmt.Sprintf(
 						"inputs hold more than %d values, the most that %d rows (--max-batch-rows) of the widest loaded model (%d features) take",
 						r.maxValues, r.maxRows, r.maxValues/max(1, r.maxRows))}
+				}
+				if isName {
+					r.names = append(r.names, cellName{at: len(r.values), name: name})
+					v = math.NaN()
 				}
 				r.values = append(r.values, v)
 			}
@@ -377,6 +396,26 @@ func (p *scanner) plainString() (string, bool) {
 		p.i++
 	}
 	return "", false
+}
+
+// string reads a string, with its escapes decoded as encoding/json decodes
+// them (invalid UTF-8 becomes U+FFFD); ok is false for anything else.
+func (p *scanner) string() (string, bool) {
+	start := p.i
+	if s, ok := p.plainString(); ok {
+		return s, true
+	}
+	p.i = start
+	if p.peek() != '"' {
+		return "", false
+	}
+	p.skipValue()
+	var s string
+	if err := json.Unmarshal(p.b[start:p.i], &s); err != nil {
+		p.i = start
+		return "", false
+	}
+	return s, true
 }
 
 // skipValue moves past one JSON value, which must be valid.

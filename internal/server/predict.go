@@ -197,6 +197,12 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 		return model.Batch{}, newError(errShapeMismatch, "rows have %d values; model %s %s takes %d features: %s",
 			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))
 	}
+	// Category names become codes with the model's categories.
+	if len(in.names) > 0 {
+		if i, why := s.categories.get(meta).resolveNames(meta, in.values, in.cols, in.names); why != "" {
+			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) %s", i/in.cols, i%in.cols, meta.Features[i%in.cols], why)
+		}
+	}
 	// Values are checked against the input's element type here, before a
 	// batcher can merge them with other requests' rows: a value the model
 	// cannot take fails this request alone, as invalid input, never as a

@@ -94,6 +94,8 @@ type Server struct {
 	bodyBytes atomic.Int64
 	sampler   sampler
 	started   time.Time
+	// categories holds each loaded model version's category codes by name.
+	categories categoryCache
 }
 
 // New returns a Server; it is not ready (GET /ready answers 503) until
@@ -432,6 +434,9 @@ type modelInfo struct {
 	Description string   `json:"description,omitempty"`
 	Features    []string `json:"features"`
 	Classes     []string `json:"classes,omitempty"`
+	// Categorical maps each categorical feature to its category names in
+	// code order (null when the model knows codes only).
+	Categorical map[string][]string `json:"categorical,omitempty"`
 }
 
 // info answers GET / with what the service is and serves.
@@ -439,7 +444,7 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 	var models []modelInfo
 	for _, m := range s.models.Models() {
 		models = append(models, modelInfo{Name: m.Name, Version: m.Version, Type: m.Type,
-			Description: m.Description, Features: m.Features, Classes: m.Classes})
+			Description: m.Description, Features: m.Features, Classes: m.Classes, Categorical: categoricalInfo(&m)})
 	}
 	out := map[string]any{
 		"service":        "modelwatch",

@@ -121,6 +121,9 @@ func (s *Server) v2Metadata(_ http.ResponseWriter, r *http.Request) (any, *apiEr
 	if len(meta.Features) > 0 {
 		params["features"] = meta.Features
 	}
+	if c := categoricalInfo(&meta); c != nil {
+		params["categorical"] = c
+	}
 	out["parameters"] = params
 	return out, nil
 }
@@ -377,9 +380,24 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 	if len(t.Shape) != 2 || int(t.Shape[1]) != len(meta.Features) {
 		return nil, newError(errShapeMismatch, "input %s has shape %v; the model takes [rows, %d]", t.Name, t.Shape, len(meta.Features))
 	}
-	vals, err := t.Float64s()
-	if err != nil {
-		return nil, newError(errInvalidInput, "%v", err)
+	var vals []float64
+	if strs, ok := t.Data.([]string); ok {
+		// BYTES: category names and decimal numbers.
+		vals = make([]float64, len(strs))
+		idx := s.categories.get(meta)
+		for i, str := range strs {
+			col := i % len(meta.Features)
+			x, why := idx.element(meta, col, str)
+			if why != "" {
+				return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[col], why)
+			}
+			vals[i] = x
+		}
+	} else {
+		var err error
+		if vals, err = t.Float64s(); err != nil {
+			return nil, newError(errInvalidInput, "%v", err)
+		}
 	}
 	// The checks /predict makes: an FP64 tensor may carry values an FP32
 	// input cannot hold.
@@ -478,8 +496,12 @@ func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, sp
 	dt := model.DataType(datatype)
 	switch dt {
 	case model.BOOL, model.INT32, model.INT64, model.FP32, model.FP64:
+	case model.BYTES:
+		if strict {
+			return model.Tensor{}, newError(errInvalidInput, "input %s is BYTES; the model takes %s (BYTES is for models of rows)", name, spec.DataType)
+		}
 	default:
-		return model.Tensor{}, newError(errInvalidRequest, "input %s: datatype %q is not one of BOOL, INT32, INT64, FP32, FP64", name, datatype)
+		return model.Tensor{}, newError(errInvalidRequest, "input %s: datatype %q is not one of BOOL, INT32, INT64, FP32, FP64, BYTES", name, datatype)
 	}
 	if strict && dt != spec.DataType {
 		return model.Tensor{}, newError(errInvalidInput, "input %s is %s; the model takes %s", name, dt, spec.DataType)
@@ -546,6 +568,7 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 	p := scanner{b: raw}
 	var (
 		bools []bool
+		strs  []string
 		i32   []int32
 		i64   []int64
 		f32   []float32
@@ -591,6 +614,16 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 			default:
 				return p.typeError(fmt.Sprintf("value %d", count-1), "true or false")
 			}
+			return nil
+		case model.BYTES:
+			str, ok := "", p.peek() == '"'
+			if ok {
+				str, ok = p.string()
+			}
+			if !ok {
+				return p.typeError(fmt.Sprintf("value %d", count-1), "a string")
+			}
+			strs = append(strs, str)
 			return nil
 		case model.INT32, model.INT64:
 			tok, ok := p.token()
@@ -645,6 +678,8 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 	switch dt {
 	case model.BOOL:
 		return bools, count, nil
+	case model.BYTES:
+		return strs, count, nil
 	case model.INT32:
 		return i32, count, nil
 	case model.INT64:
