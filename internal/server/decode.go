@@ -30,8 +30,8 @@ type rows struct {
 	// the index in values it stands for (where values holds NaN until
 	// the model's categories resolve it). It is empty for rows of numbers.
 	names []cellName
-	n       int // rows seen, counting past maxRows
-	cols    int // length of the first row
+	n     int // rows seen, counting past maxRows
+	cols  int // length of the first row
 	// ragged is the index of the first row whose length differs from the
 	// first row's, or -1; raggedLen is its length.
 	ragged, raggedLen int
