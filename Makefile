@@ -5,7 +5,15 @@ FUZZTIME ?= 10s
 ONNXRUNTIME_VERSION ?= 1.24.1
 ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
 
-.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files
+# Prometheus 3, built from the Go module proxy: the module version of a
+# release and the release it is (v0.316.0 is 3.16.0).
+PROMETHEUS3_MODULE ?= v0.316.0
+PROMETHEUS3_RELEASE ?= 3.16.0
+PROMETHEUS3_DIR := .cache/prometheus/$(PROMETHEUS3_MODULE)
+# Where the deploy and chart tests find it; Debian's 2.x is on PATH.
+export MODELWATCH_TEST_PROMETHEUS3 ?= $(CURDIR)/$(PROMETHEUS3_DIR)
+
+.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files prometheus3 deploy-test
 
 all: build
 
@@ -14,8 +22,8 @@ build:
 
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
 ## a build without cgo, a short fuzzing run of every request decoder, and the
-## Helm chart's tests.
-test: onnxruntime fmt-check vet race nocgo fuzz chart
+## Helm chart's tests; deploy/ against Debian's Prometheus 2.x and Prometheus 3.
+test: onnxruntime prometheus3 fmt-check vet race nocgo fuzz chart
 
 ## onnxruntime: ONNX Runtime's shared library for the tests, from the
 ## onnxruntime-node npm package (npm pack; needs npm).
@@ -23,6 +31,20 @@ onnxruntime: $(ONNXRUNTIME_LIB)
 
 $(ONNXRUNTIME_LIB):
 	ONNXRUNTIME_VERSION=$(ONNXRUNTIME_VERSION) scripts/fetch-onnxruntime.sh
+
+## prometheus3: Prometheus 3's server and promtool from the Go module proxy,
+## built once per version into .cache/prometheus/<module version>/.
+prometheus3: $(PROMETHEUS3_DIR)/prometheus $(PROMETHEUS3_DIR)/promtool
+
+$(PROMETHEUS3_DIR)/prometheus $(PROMETHEUS3_DIR)/promtool:
+	GOBIN=$(CURDIR)/$(PROMETHEUS3_DIR) $(GO) install -ldflags '-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_RELEASE)' \
+		github.com/prometheus/prometheus/cmd/$(@F)@$(PROMETHEUS3_MODULE)
+
+## deploy-test: the deploy/ tests and the chart's, against both Prometheus
+## versions, without the rest of the suite.
+deploy-test: onnxruntime prometheus3
+	$(GO) test -count=1 ./deploy/...
+	cd deploy/helm && $(GO) test -count=1 ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
