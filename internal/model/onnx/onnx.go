@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -72,6 +73,9 @@ type Model struct {
 	session *ort.DynamicAdvancedSession
 	inputs  []model.TensorSpec
 	outputs []model.TensorSpec
+	// zipMaps holds, for each output that is a ZipMap's sequence of maps,
+	// how to present it as a dense tensor; nil for a tensor output.
+	zipMaps []*zipMap
 	// probs is the index of the output that Predict answers with: class
 	// probabilities for a classifier, predictions for a regressor.
 	probs int
@@ -85,13 +89,24 @@ var elementTypes = map[ort.TensorElementDataType]model.DataType{
 	ort.TensorElementDataTypeInt64:  model.INT64,
 	ort.TensorElementDataTypeInt32:  model.INT32,
 	ort.TensorElementDataTypeBool:   model.BOOL,
+	ort.TensorElementDataTypeString: model.BYTES,
 }
 
 // Load reads an ONNX model. meta supplies the name and version and,
 // optionally, feature names (for a model with one input of rows) and class
 // names (for a classifier, whose probability output must then have one
-// column per class). Errors wrap model.ErrInvalidModel, or ErrNoLibrary
-// before Init.
+// column per class).
+//
+// A classifier converted by skl2onnx knows its classes: they come from its
+// ZipMap output (a sequence of maps from class label to probability, which
+// Load presents as an FP32 tensor [batch, classes] of the same name, the
+// columns in the order of the ZipMap's class labels) or, with zipmap=False,
+// from the ai.onnx.ml classifier node whose probabilities an output
+// carries. Class names in meta replace the model's labels, in the model's
+// order, and must be as many. A STRING output (string class labels) is a
+// BYTES tensor. Any other sequence or map output is refused.
+//
+// Errors wrap model.ErrInvalidModel, or ErrNoLibrary before Init.
 func Load(data []byte, meta model.Metadata) (*Model, error) {
 	envMu.Lock()
 	ready := envPath != ""
@@ -111,6 +126,10 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not a usable ONNX model: %v", err)
 	}
+	g, err := readGraph(data)
+	if err != nil {
+		return nil, err
+	}
 	m := &Model{probs: -1}
 	for _, in := range ins {
 		spec, err := tensorSpec(in)
@@ -120,23 +139,29 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		m.inputs = append(m.inputs, spec)
 	}
 	for _, out := range outs {
-		if out.OrtValueType != ort.ONNXTypeTensor {
-			// Sequences and maps (such as skl2onnx's ZipMap) are not served;
-			// the tensor outputs carry the same numbers.
-			continue
+		switch out.OrtValueType {
+		case ort.ONNXTypeTensor:
+			spec, err := tensorSpec(out)
+			if err != nil {
+				// Outputs of other element types are not served.
+				continue
+			}
+			m.outputs, m.zipMaps = append(m.outputs, spec), append(m.zipMaps, nil)
+		case ort.ONNXTypeSequence, ort.ONNXTypeMap:
+			labels, err := g.zipMapLabels(out.Name)
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %v", out.Name, err)
+			}
+			spec := model.TensorSpec{Name: out.Name, DataType: model.FP32, Shape: []int64{-1, int64(labels.len())}}
+			m.outputs, m.zipMaps = append(m.outputs, spec), append(m.zipMaps, newZipMap(labels))
 		}
-		spec, err := tensorSpec(out)
-		if err != nil {
-			continue
-		}
-		m.outputs = append(m.outputs, spec)
 	}
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
 		return nil, errors.New("the model has no tensor input or output of a supported type (BOOL, INT32, INT64, FP32, FP64)")
 	}
 
-	// A model with one input of rows takes /predict's rows.
-	if len(m.inputs) == 1 && len(m.inputs[0].Shape) == 2 && m.inputs[0].Shape[1] > 0 {
+	// A model with one numeric input of rows takes /predict's rows.
+	if len(m.inputs) == 1 && len(m.inputs[0].Shape) == 2 && m.inputs[0].Shape[1] > 0 && m.inputs[0].DataType != model.BYTES {
 		n := int(m.inputs[0].Shape[1])
 		switch {
 		case len(meta.Features) == 0:
@@ -149,6 +174,10 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		}
 	} else {
 		meta.Features = nil
+	}
+
+	if err := m.modelClasses(g, &meta); err != nil {
+		return nil, err
 	}
 
 	// The output Predict answers with: class probabilities for a classifier,
@@ -218,6 +247,46 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 	meta.InputTensors, meta.OutputTensors = slices.Clone(m.inputs), slices.Clone(m.outputs)
 	m.meta = meta
 	return m, nil
+}
+
+// modelClasses finds the class labels the model itself carries, on its
+// first output that is a ZipMap or the probabilities of an ai.onnx.ml
+// classifier (only the output meta.PredictionOutput names, if it names
+// one). It makes that output the prediction output and names the classes
+// after the labels unless meta names them already.
+func (m *Model) modelClasses(g *graph, meta *model.Metadata) error {
+	for i, o := range m.outputs {
+		if meta.PredictionOutput != "" && o.Name != meta.PredictionOutput {
+			continue
+		}
+		var labels classLabels
+		switch {
+		case m.zipMaps[i] != nil:
+			labels = m.zipMaps[i].labels
+		case (o.DataType == model.FP32 || o.DataType == model.FP64) && len(o.Shape) == 2:
+			l, ok := g.classifierLabels(o.Name)
+			if !ok {
+				continue
+			}
+			if o.Shape[1] >= 0 && o.Shape[1] != int64(l.len()) {
+				return fmt.Errorf("output %s has %d columns, but its classifier has %d class labels", o.Name, o.Shape[1], l.len())
+			}
+			m.outputs[i].Shape[1] = int64(l.len())
+			labels = l
+		default:
+			continue
+		}
+		switch {
+		case len(meta.Classes) == 0:
+			meta.Classes = labels.names()
+		case len(meta.Classes) != labels.len():
+			return fmt.Errorf("configuration names %d classes, but output %s has %d (%s)",
+				len(meta.Classes), o.Name, labels.len(), strings.Join(labels.names(), ", "))
+		}
+		meta.PredictionOutput = o.Name
+		return nil
+	}
+	return nil
 }
 
 func tensorSpec(info ort.InputOutputInfo) (model.TensorSpec, error) {
@@ -341,7 +410,13 @@ func (m *Model) run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor,
 	}
 	result := make([]model.Tensor, len(outs))
 	for i, v := range outs {
-		t, err := toTensor(m.outputs[i], v)
+		var t model.Tensor
+		var err error
+		if z := m.zipMaps[i]; z != nil {
+			t, err = z.dense(m.outputs[i].Name, v)
+		} else {
+			t, err = toTensor(m.outputs[i], v)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -363,6 +438,16 @@ func newValue(t model.Tensor) (ort.Value, error) {
 		return ort.NewTensor(shape, slices.Clone(d))
 	case []bool:
 		return ort.NewTensor(shape, slices.Clone(d))
+	case []string:
+		s, err := ort.NewStringTensor(shape)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.SetContents(d); err != nil {
+			s.Destroy()
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("%w: tensor %s of type %T", model.ErrInvalidInput, t.Name, t.Data)
 }
@@ -380,6 +465,12 @@ func toTensor(spec model.TensorSpec, v ort.Value) (model.Tensor, error) {
 		t.Data = slices.Clone(x.GetData())
 	case *ort.Tensor[bool]:
 		t.Data = slices.Clone(x.GetData())
+	case *ort.StringTensor:
+		s, err := x.GetContents()
+		if err != nil {
+			return model.Tensor{}, fmt.Errorf("output %s: %w", spec.Name, err)
+		}
+		t.Data = s
 	default:
 		return model.Tensor{}, fmt.Errorf("output %s: unsupported value %T", spec.Name, v)
 	}

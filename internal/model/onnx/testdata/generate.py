@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Write the ONNX runtime's test fixtures with PyTorch's exporter.
+"""Write the ONNX runtime's test fixtures: PyTorch exports and scikit-learn
+classifiers written the way skl2onnx writes them.
 
 Models (each with a dynamic batch axis):
   mlp_classifier.onnx  float32 "features" [N, 4] -> "probabilities" float32 [N, 3]
@@ -10,6 +11,9 @@ Models (each with a dynamic batch axis):
                        added to a linear layer of the numbers)
 For each model and batch size 1, 7 and 64, <model>.expected.json holds the
 inputs and the outputs PyTorch computes for them.
+
+The scikit-learn classifiers (sklearn_*.onnx) are written by sklearn_models.py
+in this directory; see there.
 
 Run with Debian's python3 (python3-torch, python3-onnx, python3-numpy):
   /usr/bin/python3 internal/model/onnx/testdata/generate.py
