@@ -304,3 +304,57 @@ func TestParseDecimal(t *testing.T) {
 		}
 	}
 }
+
+// TestV2TensorPerFeature: one tensor per feature, named after it, as
+// MLServer's pandas codec sends a DataFrame.
+func TestV2TensorPerFeature(t *testing.T) {
+	h := newCategoricalHarness(t)
+	col := func(name, datatype, shape, data string) string {
+		return `{"name": "` + name + `", "datatype": "` + datatype + `", "shape": ` + shape + `, "data": ` + data + `}`
+	}
+	amount, merchant, hour := col("amount", "FP64", "[2]", "[950.5, 12]"), col("merchant", "INT64", "[2, 1]", "[[8], [0]]"), col("hour", "INT32", "[2]", "[3, 23]")
+	for _, tc := range []struct {
+		name, model, inputs string
+		status              int
+		want                string
+	}{
+		{"names and numbers", "shop_xgb", amount + "," + col("channel", "BYTES", "[2]", `["online", "phone"]`) + "," + merchant + "," + hour, 200,
+			"value[2 4] [950.5 0 8 3 12 2 0 23]"},
+		{"any order, codes", "shop_xgb", hour + "," + col("channel", "FP32", "[2, 1]", "[[1], [2]]") + "," + amount + "," + merchant, 200,
+			"value[2 4] [950.5 1 8 3 12 2 0 23]"},
+		{"numbers as BYTES", "shop_lgb", col("amount", "BYTES", "[2]", `["950.5", "12"]`) + "," + col("channel", "BYTES", "[2]", `["fax", "store"]`) + "," + merchant + "," + hour, 200,
+			"value[2 4] [950.5 -999 8 3 12 1 0 23]"},
+		{"unknown name, XGBoost", "shop_xgb", amount + "," + col("channel", "BYTES", "[2]", `["online", "fax"]`) + "," + merchant + "," + hour, 422,
+			`input channel: value 1 "fax" is not a category of channel in model shop_xgb 1 (GET /v2/models/shop_xgb/versions/1 lists them)`},
+		{"a feature missing", "shop_xgb", amount + "," + merchant + "," + hour, 400,
+			"the request sends one tensor per feature but none for channel; the model takes amount, channel, merchant, hour"},
+		{"a feature twice", "shop_xgb", amount + "," + amount, 400, `input "amount" is given twice`},
+		{"not a feature", "shop_xgb", amount + "," + col("colour", "FP32", "[2]", "[1, 2]"), 400,
+			`inputs[1]: the model has no feature "colour"; send one tensor per feature: amount, channel, merchant, hour`},
+		{"rows disagree", "shop_xgb", amount + "," + col("channel", "FP32", "[1]", "[1]") + "," + merchant + "," + hour, 422,
+			"inputs disagree on the batch size (first dimension)"},
+		{"a column of two values a row", "shop_xgb", col("amount", "FP64", "[2, 2]", "[1, 2, 3, 4]"), 422,
+			"input amount has shape [2 2]; the model takes [-1, 1] (-1: any size)"},
+		{"a value the model cannot take", "shop_xgb", col("amount", "FP64", "[2]", "[1, 1e39]") + "," + col("channel", "FP32", "[2]", "[1, 2]") + "," + merchant + "," + hour, 422,
+			"input amount: value 1 is too large for the model's 32-bit float input"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := h.do("POST", "/v2/models/"+tc.model+"/infer", "application/json", `{"parameters": {"content_type": "pd"}, "inputs": [`+tc.inputs+`]}`)
+			var got string
+			if rec.Code == 200 {
+				var r v2Response
+				json.Unmarshal(rec.Body.Bytes(), &r)
+				var vals []float32
+				json.Unmarshal(r.Outputs[0].Data, &vals)
+				got = fmt.Sprint(r.Outputs[0].Name, r.Outputs[0].Shape, vals)
+			} else {
+				var e errorResponse
+				json.Unmarshal(rec.Body.Bytes(), &e)
+				got = e.Error
+			}
+			if rec.Code != tc.status || got != tc.want {
+				t.Errorf("%d %q\nwant %d %q", rec.Code, got, tc.status, tc.want)
+			}
+		})
+	}
+}

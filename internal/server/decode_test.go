@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/modelwatch/modelwatch/internal/model"
 )
 
 func TestDecodeRows(t *testing.T) {
@@ -64,6 +66,10 @@ func FuzzDecodePredict(f *testing.F) {
 		` { "model_version" : "v1" , "inputs" : [ 1 , 2 ] } `,
 		`{"inputs": [1, 2], "inputs": [3, 4]}`, `{"inputs": [[1, 2], [3]], "inputs": [[4, 5]]}`,
 		`{"inputs": [` + strings.Repeat("1, ", 40) + `1]}`,
+		`{"inputs": [[950.0, "online", 8, 3], [1, 2, "phone", null]]}`,
+		`{"inputs": [1, "st\u006fre", "\ud800", 3]}`,
+		`{"inputs": [["a", "b"], ["c"]]}`,
+		`{"model_name": "shop", "inputs": [["", "\"", "\\", "é"]]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -80,8 +86,8 @@ func FuzzDecodePredict(f *testing.F) {
 				if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.typ != serr.typ) {
 					t.Fatalf("fast path %v, encoding/json %v", ferr, serr)
 				}
-				if ferr == nil && fmt.Sprintf("%q %q %v %d %d %d", fast.ModelName, fast.ModelVersion, fast.Inputs.values, fast.Inputs.n, fast.Inputs.cols, fast.Inputs.ragged) !=
-					fmt.Sprintf("%q %q %v %d %d %d", slow.ModelName, slow.ModelVersion, slow.Inputs.values, slow.Inputs.n, slow.Inputs.cols, slow.Inputs.ragged) {
+				if ferr == nil && fmt.Sprintf("%q %q %v %+v %d %d %d", fast.ModelName, fast.ModelVersion, fast.Inputs.values, fast.Inputs.names, fast.Inputs.n, fast.Inputs.cols, fast.Inputs.ragged) !=
+					fmt.Sprintf("%q %q %v %+v %d %d %d", slow.ModelName, slow.ModelVersion, slow.Inputs.values, slow.Inputs.names, slow.Inputs.n, slow.Inputs.cols, slow.Inputs.ragged) {
 					t.Fatalf("fast path %+v, encoding/json %+v", fast, slow)
 				}
 			}
@@ -103,5 +109,41 @@ func FuzzDecodePredict(f *testing.F) {
 		if len(in.values) > 32 || len(in.values) > 8*max(in.cols, 1) && in.cols > 0 {
 			t.Fatalf("%d values stored for at most 8 rows of %d", len(in.values), in.cols)
 		}
+		for i, n := range in.names {
+			if n.at >= len(in.values) || !math.IsNaN(in.values[n.at]) || i > 0 && n.at <= in.names[i-1].at {
+				t.Fatalf("name %d at %d of %d values (%v)", i, n.at, len(in.values), in.values)
+			}
+		}
+		// Names resolve against a model of as many features as the rows
+		// have: every name becomes a code, a missing value, or an error.
+		if in.ragged >= 0 || in.cols == 0 || len(in.values) != in.n*in.cols {
+			return
+		}
+		meta := fuzzCategoricalMeta(in.cols)
+		if _, why := newCategoryIndex(&meta).resolveNames(&meta, in.values, in.cols, in.names); why != "" {
+			return
+		}
+		for _, n := range in.names {
+			if x := in.values[n.at]; !math.IsNaN(x) && (x != math.Trunc(x) || x < 0 || x > 2) {
+				t.Fatalf("name %q became %v", n.name, x)
+			}
+		}
 	})
+}
+
+// fuzzCategoricalMeta is a LightGBM model of cols features whose even
+// columns are categorical with the names a, b and c (column 0 by code only).
+func fuzzCategoricalMeta(cols int) model.Metadata {
+	meta := model.Metadata{Name: "fuzz", Version: "1", Type: "lightgbm", AcceptsMissing: true, Features: make([]string, cols)}
+	for i := range cols {
+		meta.Features[i] = fmt.Sprintf("f%d", i)
+		if i%2 == 0 {
+			cf := model.CategoricalFeature{Index: i}
+			if i > 0 {
+				cf.Categories = []string{"a", "b", "c"}
+			}
+			meta.Categorical = append(meta.Categorical, cf)
+		}
+	}
+	return meta
 }

@@ -326,6 +326,17 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 		wanted = append(wanted, o.Name)
 	}
 	tm, isTensorModel := v.model.(model.TensorModel)
+	if !isTensorModel && byFeature(meta, req.Inputs) {
+		batch, aerr := s.featureColumns(v, req.Inputs)
+		if aerr != nil {
+			return nil, aerr
+		}
+		out, aerr := s.infer(ctx, v, batch, t0)
+		if aerr != nil {
+			return nil, aerr
+		}
+		return selectOutputs(rowOutputs(meta, out), wanted)
+	}
 	inputs := make([]model.Tensor, 0, len(req.Inputs))
 	for i, in := range req.Inputs {
 		spec := slices.IndexFunc(meta.InputTensors, func(t model.TensorSpec) bool { return t.Name == in.Name })
@@ -410,6 +421,81 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 		return nil, aerr
 	}
 	return selectOutputs(rowOutputs(meta, out), wanted)
+}
+
+// byFeature reports whether a request to a model of rows sends one tensor
+// per feature, as MLServer's pandas codec does: its first input is named
+// after a feature rather than after the model's input tensor.
+func byFeature(meta *model.Metadata, inputs boundedList[v2Input, maxInputs]) bool {
+	name := inputs[0].Name
+	return slices.Contains(meta.Features, name) && !slices.ContainsFunc(meta.InputTensors, func(t model.TensorSpec) bool { return t.Name == name })
+}
+
+// featureColumns reads the inputs of a request that sends one tensor per
+// feature, each named after its feature, of shape [rows] or [rows, 1], of
+// any numeric datatype or BYTES (category names and decimal numbers, as in
+// the one tensor of rows), into a batch of rows.
+func (s *Server) featureColumns(v *view, inputs boundedList[v2Input, maxInputs]) (model.Batch, *apiError) {
+	meta := &v.meta
+	nf := len(meta.Features)
+	cols := make([]model.Tensor, nf)
+	for i, in := range inputs {
+		col := slices.Index(meta.Features, in.Name)
+		switch {
+		case col < 0:
+			return model.Batch{}, newError(errInvalidRequest, "inputs[%d]: the model has no feature %q; send one tensor per feature: %s", i, in.Name, strings.Join(meta.Features, ", "))
+		case cols[col].Shape != nil:
+			return model.Batch{}, newError(errInvalidRequest, "input %q is given twice", in.Name)
+		}
+		spec := model.TensorSpec{Name: in.Name, DataType: model.FP64, Shape: []int64{-1}}
+		if len(in.Shape) == 2 {
+			spec.Shape = []int64{-1, 1}
+		}
+		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, false, s.maxRows(v))
+		if aerr != nil {
+			return model.Batch{}, aerr
+		}
+		cols[col] = t
+	}
+	for col, t := range cols {
+		if t.Shape == nil {
+			return model.Batch{}, newError(errInvalidRequest, "the request sends one tensor per feature but none for %s; the model takes %s", meta.Features[col], strings.Join(meta.Features, ", "))
+		}
+	}
+	rows := int(cols[0].Shape[0])
+	for _, t := range cols {
+		if int(t.Shape[0]) != rows {
+			return model.Batch{}, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
+		}
+	}
+	if rows == 0 {
+		return model.Batch{}, newError(errEmptyBatch, "the batch has no rows")
+	}
+	vals := make([]float64, rows*nf)
+	idx := s.categories.get(meta)
+	for col, t := range cols {
+		if strs, ok := t.Data.([]string); ok {
+			for r, str := range strs {
+				x, why := idx.element(meta, col, str)
+				if why != "" {
+					return model.Batch{}, newError(errInvalidInput, "input %s: value %d %s", t.Name, r, why)
+				}
+				vals[r*nf+col] = x
+			}
+			continue
+		}
+		xs, err := t.Float64s()
+		if err != nil {
+			return model.Batch{}, newError(errInvalidInput, "%v", err)
+		}
+		for r, x := range xs {
+			vals[r*nf+col] = x
+		}
+	}
+	if i, why := checkValues(meta, vals); why != "" {
+		return model.Batch{}, newError(errInvalidInput, "input %s: value %d %s", meta.Features[i%nf], i/nf, why)
+	}
+	return model.Batch{Rows: rows, Cols: nf, Values: vals}, nil
 }
 
 // rowOutputs turns a model of rows' result into its output tensors: class

@@ -405,6 +405,8 @@ func FuzzDecodeV2(f *testing.F) {
 		`{"inputs": [{"name": "numeric", "shape": [1, 2], "datatype": "FP32", "data": [[1, 2]]}, {"name": "category", "shape": [1], "datatype": "INT64", "data": [3]}]}`,
 		`{"id": "x", "inputs": [{"name": "input", "shape": [2, 6], "datatype": "BOOL", "data": [true]}], "outputs": [{"name": "label"}]}`,
 		`{"inputs": [{"name": "input", "shape": [9999999999, 6], "datatype": "FP32", "data": []}]}`,
+		`{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "BYTES", "data": ["1.5", "b", "0", "zz", "-2e3", "c"]}]}`,
+		`{"inputs": [{"name": "input", "shape": [2, 6], "datatype": "BYTES", "data": [["1", "\u0061", "2", "a", "3", "b"], ["x", 1, null, "", "01", "NaN"]]}]}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -413,17 +415,35 @@ func FuzzDecodeV2(f *testing.F) {
 		if err := json.Unmarshal(body, &req); err != nil {
 			return
 		}
+		meta := fuzzCategoricalMeta(6)
+		idx := newCategoryIndex(&meta)
 		for _, in := range req.Inputs {
 			for _, spec := range []model.TensorSpec{{Name: "input", DataType: model.FP32, Shape: []int64{-1, 6}}, {Name: "category", DataType: model.INT64, Shape: []int64{-1}}} {
-				tn, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, true, 1<<20)
-				if aerr != nil {
-					if errorStatus[aerr.typ] < 400 {
-						t.Fatalf("error %+v", aerr)
+				for _, strict := range []bool{true, false} {
+					tn, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, strict, 1<<20)
+					if aerr != nil {
+						if errorStatus[aerr.typ] < 400 {
+							t.Fatalf("error %+v", aerr)
+						}
+						continue
 					}
-					continue
-				}
-				if tn.DataLen() != tn.Len() {
-					t.Fatalf("tensor of shape %v holds %d values", tn.Shape, tn.DataLen())
+					if tn.DataLen() != tn.Len() {
+						t.Fatalf("tensor of shape %v holds %d values", tn.Shape, tn.DataLen())
+					}
+					strs, ok := tn.Data.([]string)
+					if !ok {
+						continue
+					}
+					if strict {
+						t.Fatal("a tensor model was given BYTES")
+					}
+					// A model of rows turns each element into a number, or says why not.
+					for i, s := range strs {
+						x, why := idx.element(&meta, i%6, s)
+						if why == "" && math.IsNaN(x) && (i%6 == 0 || i%2 == 1) {
+							t.Fatalf("element %q of a numeric column became NaN", s)
+						}
+					}
 				}
 			}
 		}
