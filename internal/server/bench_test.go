@@ -92,3 +92,26 @@ func BenchmarkStatusAgainstScrape(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodePredict measures the /predict body decoder alone: rows of
+// numbers, and a row that names a category (whose names the model turns
+// into codes after decoding).
+func BenchmarkDecodePredict(b *testing.B) {
+	for _, bc := range []struct{ name, row string }{
+		{"numbers", safeRow},
+		{"names", `[25.0, "online", 0, 1.5, "store", 900]`},
+	} {
+		for _, n := range []int{1, 64} {
+			body := []byte(`{"inputs": [` + strings.TrimSuffix(strings.Repeat(bc.row+",", n), ",") + `]}`)
+			b.Run(bc.name+"/rows="+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					req := predictRequest{Inputs: rows{maxRows: 1024, maxValues: 1024 * 6}}
+					if err := decodePredict(body, &req); err != nil || req.Inputs.n != n {
+						b.Fatalf("%v, %d rows", err, req.Inputs.n)
+					}
+				}
+			})
+		}
+	}
+}

@@ -277,7 +277,16 @@ func (r *rows) row(p *scanner, i int) error {
 			var name string
 			isName := false
 			if !ok {
-				if name, isName = p.string(); !isName {
+				// A string is a category name; one that is not kept is
+				// only skipped.
+				switch {
+				case keep:
+					name, isName = p.string()
+				case p.peek() == '"':
+					p.skipValue()
+					isName = true
+				}
+				if !isName {
 					where := fmt.Sprintf("inputs[%d][%d]", i, count)
 					if i < 0 {
 						where = fmt.Sprintf("inputs[%d]", count)

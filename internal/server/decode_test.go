@@ -18,6 +18,7 @@ func TestDecodeRows(t *testing.T) {
 		ragged     int
 		maxRows    int
 		wantStored int
+		names      string // the strings kept, with where they stand
 	}{
 		{body: `{"inputs": [[1, 2.5, -3e2], [4, 5, 6]]}`, n: 2, cols: 3, values: []float64{1, 2.5, -300, 4, 5, 6}, ragged: -1},
 		{body: `{"inputs": [1, 2]}`, n: 1, cols: 2, values: []float64{1, 2}, ragged: -1},
@@ -25,6 +26,11 @@ func TestDecodeRows(t *testing.T) {
 		{body: `{"inputs": [[1, 2], [3], [4, 5, 6]]}`, n: 3, cols: 2, values: []float64{1, 2, 3}, ragged: 1},
 		{body: `{"inputs": []}`, n: 0, cols: 0, values: nil, ragged: -1},
 		{body: `{"inputs": [[1], [2], [3], [4]]}`, n: 4, cols: 1, values: []float64{1, 2}, ragged: -1, maxRows: 2},
+		{body: `{"inputs": [[1, "online"], [null, 2], ["st\u00f6re", "a\"b"]]}`, n: 3, cols: 2, values: []float64{1, math.NaN(), math.NaN(), 2, math.NaN(), math.NaN()}, ragged: -1,
+			names: `[{1 online} {4 störe} {5 a"b}]`},
+		{body: `{"inputs": [1, "", 3]}`, n: 1, cols: 3, values: []float64{1, math.NaN(), 3}, ragged: -1, names: `[{1 }]`},
+		{body: `{"inputs": [["a"], ["b"], ["c"]]}`, n: 3, cols: 1, values: []float64{math.NaN(), math.NaN()}, ragged: -1, maxRows: 2, names: `[{0 a} {1 b}]`},
+		{body: `{"inputs": [["a", "b"], ["c"], ["d", "e"]]}`, n: 3, cols: 2, values: []float64{math.NaN(), math.NaN(), math.NaN()}, ragged: 1, names: `[{0 a} {1 b} {2 c}]`},
 	} {
 		req := predictRequest{Inputs: rows{maxRows: 100}}
 		if tc.maxRows > 0 {
@@ -38,6 +44,9 @@ func TestDecodeRows(t *testing.T) {
 		if in.n != tc.n || in.cols != tc.cols || in.ragged != tc.ragged || len(in.values) != len(tc.values) {
 			t.Errorf("%s: n %d cols %d ragged %d values %v", tc.body, in.n, in.cols, in.ragged, in.values)
 			continue
+		}
+		if got := fmt.Sprint(in.names); tc.names != "" && got != tc.names || tc.names == "" && len(in.names) > 0 {
+			t.Errorf("%s: names %s, want %s", tc.body, got, tc.names)
 		}
 		for i, v := range tc.values {
 			if got := in.values[i]; got != v && !(math.IsNaN(v) && math.IsNaN(got)) {
