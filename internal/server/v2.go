@@ -572,12 +572,11 @@ func specNames(specs []model.TensorSpec) string {
 	return strings.Join(names, ", ")
 }
 
-// decodeTensor reads one input tensor and checks it against the model's spec.
-// A tensor model (strict) takes its own datatypes; a model of rows converts
-// any numeric type.
 // decodeTensor checks an input's datatype and shape against the model's,
-// and decodes its data. A batch of more than maxRows rows is refused before
-// its data is decoded.
+// and decodes its data. A tensor model (strict) takes its own datatypes; a
+// model of rows takes any numeric type, and BYTES (strings: category names
+// and decimal numbers, which the caller converts). A batch of more than
+// maxRows rows is refused before its data is decoded.
 func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, spec model.TensorSpec, strict bool, maxRows int) (model.Tensor, *apiError) {
 	dt := model.DataType(datatype)
 	switch dt {
