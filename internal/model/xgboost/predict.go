@@ -1,0 +1,163 @@
+package xgboost
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+// node is one tree node. A leaf has feature -1 and its value in threshold.
+type node struct {
+	threshold   float32
+	feature     int32
+	left, right int32
+	missing     int32 // the child that a missing value goes to
+	// cats is 0 for a numerical split; for a categorical split it is one
+	// more than the index of the split's category set in tree.cats.
+	cats int32
+}
+
+type tree struct {
+	nodes []node
+	// cats holds the sorted category sets of the tree's categorical splits.
+	cats   [][]int32
+	group  int     // output group (class) the tree adds to
+	weight float32 // dart's weight_drop, 1 for gbtree
+}
+
+// linear is a gblinear model: weights[f*groups+g] is feature f's weight in
+// output group g, and bias[g] the group's bias.
+type linear struct {
+	weights []float32
+	bias    []float32
+}
+
+// maxCategory bounds the category codes a categorical split can match:
+// XGBoost treats a code of 2^24 or more as invalid (common::InvalidCat).
+const maxCategory = 1 << 24
+
+// Predict implements model.Model. A NaN value is missing: it takes each
+// split's default branch in a tree model and adds nothing in a linear one.
+func (m *Model) Predict(ctx context.Context, in model.Batch) (model.Result, error) {
+	if in.Cols != len(m.meta.Features) || len(in.Values) != in.Rows*in.Cols {
+		return model.Result{}, fmt.Errorf("batch of %dx%d values for a model with %d features", in.Rows, in.Cols, len(m.meta.Features))
+	}
+	out := model.Result{Rows: in.Rows, Cols: m.meta.Outputs, Values: make([]float64, in.Rows*m.meta.Outputs)}
+	row := make([]float32, in.Cols)
+	margin := make([]float32, m.groups)
+	for i := 0; i < in.Rows; i++ {
+		if i&63 == 63 {
+			if err := ctx.Err(); err != nil {
+				return model.Result{}, err
+			}
+		}
+		for j, v := range in.Row(i) {
+			row[j] = float32(v)
+		}
+		copy(margin, m.baseMargin)
+		if m.linear != nil {
+			m.linear.add(row, margin)
+		} else {
+			m.addTrees(row, margin)
+		}
+		m.transform(margin, out.Row(i))
+	}
+	return out, nil
+}
+
+// addTrees adds the trees' leaf values to margin, in float32 and in tree
+// order as XGBoost does.
+func (m *Model) addTrees(row []float32, margin []float32) {
+	for ti := range m.trees {
+		t := &m.trees[ti]
+		nodes := t.nodes
+		i := int32(0)
+		for {
+			nd := &nodes[i]
+			if nd.feature < 0 {
+				break
+			}
+			v := row[nd.feature]
+			switch {
+			case v != v: // NaN: missing
+				i = nd.missing
+			case nd.cats != 0:
+				if inCategories(t.cats[nd.cats-1], v) {
+					i = nd.right
+				} else {
+					i = nd.left
+				}
+			case v < nd.threshold:
+				i = nd.left
+			default:
+				i = nd.right
+			}
+		}
+		// The explicit conversion keeps the product rounded to float32 before
+		// the sum, as XGBoost computes it, on machines that fuse multiply-add.
+		margin[t.group] += float32(t.weight * nodes[i].threshold)
+	}
+}
+
+// inCategories reports whether category value v is one of cats, as
+// XGBoost's common::Decision decides: a value that is not a valid category
+// (negative or too large) is in no set, and a fraction is truncated.
+func inCategories(cats []int32, v float32) bool {
+	if v < 0 || v >= maxCategory {
+		return false
+	}
+	_, found := slices.BinarySearch(cats, int32(v))
+	return found
+}
+
+// add adds the linear model's terms to margin: the bias, then each present
+// feature's term in column order, in float32 as XGBoost's linear predictor.
+func (l *linear) add(row []float32, margin []float32) {
+	groups := len(margin)
+	for g := range margin {
+		sum := margin[g] + l.bias[g]
+		for f, v := range row {
+			if v == v {
+				sum += float32(v * l.weights[f*groups+g])
+			}
+		}
+		margin[g] = sum
+	}
+}
+
+// transform applies the objective's link to a row's margins and writes the
+// row's outputs.
+func (m *Model) transform(margin []float32, out []float64) {
+	switch m.link {
+	case linkSigmoid:
+		p := sigmoid(margin[0])
+		if len(out) == 2 {
+			out[0], out[1] = 1-float64(p), float64(p)
+		} else {
+			out[0] = float64(p)
+		}
+	case linkHinge:
+		out[0], out[1] = 1, 0
+		if margin[0] > 0 {
+			out[0], out[1] = 0, 1
+		}
+	case linkSoftmax:
+		mx := margin[0]
+		for _, v := range margin[1:] {
+			mx = max(mx, v)
+		}
+		var sum float32
+		for _, v := range margin {
+			sum += expf(v - mx)
+		}
+		for g, v := range margin {
+			out[g] = float64(expf(v-mx) / sum)
+		}
+	case linkExp:
+		out[0] = float64(expf(margin[0]))
+	default:
+		out[0] = float64(margin[0])
+	}
+}
