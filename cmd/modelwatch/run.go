@@ -173,12 +173,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	repo := repository.New(repoOpts)
 
-	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		Registry:          reg,
-		Timeout:           10 * time.Second,
-	})
+	metricsHandler := newMetricsHandler(reg, cfg.MaxScrapes, logger)
 	srv := server.New(server.Options{
 		Models:          registry,
 		Metrics:         met,
@@ -279,6 +274,22 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		logger.Info("shut down cleanly")
 	}
 	return firstErr
+}
+
+// newMetricsHandler serves the registry's metrics. Scrapes that arrive while
+// one is gathering share its result, and past maxScrapes at once they are
+// refused with 503, so that a storm of scrapes cannot take the CPU that
+// inference needs; promhttp_metric_handler_requests_total counts every answer
+// by status code.
+func newMetricsHandler(reg *prometheus.Registry, maxScrapes int, logger *slog.Logger) http.Handler {
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics:   true,
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Registry:            reg,
+		Timeout:             10 * time.Second,
+		CoalesceGather:      true,
+		MaxRequestsInFlight: maxScrapes,
+	}))
 }
 
 type listener struct {

@@ -32,6 +32,7 @@ type Config struct {
 	MaxBodyMemory        int64
 	MaxBatchRows         int
 	MaxInFlight          int
+	MaxScrapes           int
 	EnablePprof          bool
 	RequestTimeout       time.Duration
 	ReadTimeout          time.Duration
@@ -64,6 +65,7 @@ func Default() Config {
 		MaxBodyMemory:      256 << 20,
 		MaxBatchRows:       1024,
 		MaxInFlight:        1024,
+		MaxScrapes:         8,
 		RequestTimeout:     10 * time.Second,
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       60 * time.Second,
@@ -101,6 +103,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max-batch-rows %d is outside 1..%d", c.MaxBatchRows, 1<<20)
 	case c.MaxInFlight < 1:
 		return fmt.Errorf("max-in-flight %d must be at least 1", c.MaxInFlight)
+	case c.MaxScrapes < 1:
+		return fmt.Errorf("max-concurrent-scrapes %d must be at least 1", c.MaxScrapes)
 	case c.RequestTimeout <= 0:
 		return errors.New("request-timeout must be positive")
 	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
@@ -178,6 +182,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve Go's profiler under /debug/pprof/ (for diagnosing; off by default)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most inference requests in progress at once; more get 503 with Retry-After")
+	fs.IntVar(&c.MaxScrapes, "max-concurrent-scrapes", c.MaxScrapes, "most /metrics requests served at once (concurrent ones share one gathering); more get 503 at once")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from the end of reading a request to the end of its answer")
