@@ -206,27 +206,14 @@ func readNode(b []byte) (node, error) {
 	return n, err
 }
 
-// readAttribute keeps the attribute if it holds class labels.
+// readAttribute keeps the attribute if it holds class labels. It reads
+// the name first, so that the large attributes of a tree ensemble are
+// skipped rather than decoded.
 func (n *node) readAttribute(b []byte) error {
 	var name string
-	var ints []int64
-	var strs []string
-	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
-		switch {
-		case num == attrName && typ == protowire.BytesType:
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		if num == attrName && typ == protowire.BytesType {
 			name = string(v)
-		case num == attrInts && typ == protowire.VarintType:
-			ints = append(ints, int64(x))
-		case num == attrInts && typ == protowire.BytesType: // packed
-			for len(v) > 0 {
-				x, k := protowire.ConsumeVarint(v)
-				if k < 0 {
-					return protowire.ParseError(k)
-				}
-				ints, v = append(ints, int64(x)), v[k:]
-			}
-		case num == attrStrings && typ == protowire.BytesType:
-			strs = append(strs, string(v))
 		}
 		return nil
 	})
@@ -235,11 +222,29 @@ func (n *node) readAttribute(b []byte) error {
 	}
 	switch name {
 	case "classlabels_int64s", "classlabels_ints":
-		n.labels.ints = ints
+		n.labels.ints = []int64{}
 	case "classlabels_strings":
-		n.labels.strings = strs
+		n.labels.strings = []string{}
+	default:
+		return nil
 	}
-	return nil
+	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+		switch {
+		case n.labels.ints != nil && num == attrInts && typ == protowire.VarintType:
+			n.labels.ints = append(n.labels.ints, int64(x))
+		case n.labels.ints != nil && num == attrInts && typ == protowire.BytesType: // packed
+			for len(v) > 0 {
+				x, k := protowire.ConsumeVarint(v)
+				if k < 0 {
+					return protowire.ParseError(k)
+				}
+				n.labels.ints, v = append(n.labels.ints, int64(x)), v[k:]
+			}
+		case n.labels.strings != nil && num == attrStrings && typ == protowire.BytesType:
+			n.labels.strings = append(n.labels.strings, string(v))
+		}
+		return nil
+	})
 }
 
 func (g *graph) readOutput(b []byte) error {
@@ -355,6 +360,12 @@ func (g *graph) zipMapLabels(name string) (classLabels, error) {
 	if err := distinct(l.names()); err != nil {
 		return classLabels{}, fmt.Errorf("the ZipMap node's class labels: %w", err)
 	}
+	if len(n.inputs) != 1 {
+		return classLabels{}, fmt.Errorf("the ZipMap node has %d inputs", len(n.inputs))
+	}
+	if c, ok := g.classifierLabels(n.inputs[0]); ok && c.len() != l.len() {
+		return classLabels{}, fmt.Errorf("the ZipMap node has %d class labels, its classifier %d", l.len(), c.len())
+	}
 	return l, nil
 }
 
@@ -399,4 +410,138 @@ func distinct(names []string) error {
 		seen[s] = true
 	}
 	return nil
+}
+
+// Field numbers used by denseZipMaps, in onnx/onnx.proto.
+const (
+	modelOpsetImport = 8  // ModelProto.opset_import
+	graphValueInfo   = 13 // GraphProto.value_info
+	opsetDomain      = 1  // OperatorSetIdProto.domain
+	opsetVersion     = 2  // OperatorSetIdProto.version
+)
+
+// identityOpset is the default-domain opset denseZipMaps imports for its
+// Identity nodes when the model imports none.
+const identityOpset = 13
+
+// denseZipMaps rewrites a serialised ModelProto so that each ai.onnx.ml
+// ZipMap node writing one of the graph outputs named in zipped becomes an
+// Identity node: the output is then the float tensor [batch, classes] the
+// ZipMap would have zipped with its class labels, columns in the labels'
+// order. ONNX Runtime hands a sequence of maps back as one value per row
+// and per map (several cgo calls each), which costs far more than the
+// model itself; a tensor comes back in one piece.
+func denseZipMaps(model []byte, zipped map[string]bool) ([]byte, error) {
+	var defaultOpset bool
+	out, err := edit(model, func(num protowire.Number, v []byte) ([]byte, bool, error) {
+		switch num {
+		case modelOpsetImport:
+			var domain string
+			err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+				if num == opsetDomain && typ == protowire.BytesType {
+					domain = string(v)
+				}
+				return nil
+			})
+			defaultOpset = defaultOpset || domain == "" || domain == "ai.onnx"
+			return v, true, err
+		case modelGraph:
+			g, err := edit(v, func(num protowire.Number, v []byte) ([]byte, bool, error) {
+				switch num {
+				case graphNode:
+					n, err := readNode(v)
+					if err != nil || n.opType != "ZipMap" || n.domain != mlDomain || len(n.outputs) != 1 || !zipped[n.outputs[0]] {
+						return v, true, err
+					}
+					if len(n.inputs) != 1 {
+						return nil, false, fmt.Errorf("the ZipMap node writing %s has %d inputs", n.outputs[0], len(n.inputs))
+					}
+					var id []byte
+					id = protowire.AppendTag(id, nodeInput, protowire.BytesType)
+					id = protowire.AppendString(id, n.inputs[0])
+					id = protowire.AppendTag(id, nodeOutput, protowire.BytesType)
+					id = protowire.AppendString(id, n.outputs[0])
+					id = protowire.AppendTag(id, nodeOpType, protowire.BytesType)
+					id = protowire.AppendString(id, "Identity")
+					return id, true, nil
+				case graphOutput, graphValueInfo:
+					name, err := infoName(v)
+					if err != nil || !zipped[name] {
+						return v, true, err
+					}
+					if num == graphValueInfo {
+						return nil, false, nil
+					}
+					var tensor, typ, info []byte
+					tensor = protowire.AppendTag(tensor, tensorElemType, protowire.VarintType)
+					tensor = protowire.AppendVarint(tensor, onnxFloat)
+					typ = protowire.AppendTag(typ, typeTensor, protowire.BytesType)
+					typ = protowire.AppendBytes(typ, tensor)
+					info = protowire.AppendTag(info, valueInfoName, protowire.BytesType)
+					info = protowire.AppendString(info, name)
+					info = protowire.AppendTag(info, valueInfoType, protowire.BytesType)
+					info = protowire.AppendBytes(info, typ)
+					return info, true, nil
+				}
+				return v, true, nil
+			})
+			return g, true, err
+		}
+		return v, true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rewrite the ZipMap outputs: %w", err)
+	}
+	if !defaultOpset {
+		var opset []byte
+		opset = protowire.AppendTag(opset, opsetVersion, protowire.VarintType)
+		opset = protowire.AppendVarint(opset, identityOpset)
+		out = protowire.AppendTag(out, modelOpsetImport, protowire.BytesType)
+		out = protowire.AppendBytes(out, opset)
+	}
+	return out, nil
+}
+
+// edit copies the protobuf message b field by field, passing the contents
+// of each length-delimited field to fn, which returns the field's new
+// contents and whether to keep the field at all.
+func edit(b []byte, fn func(num protowire.Number, v []byte) ([]byte, bool, error)) ([]byte, error) {
+	out := make([]byte, 0, len(b)+64)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		field := b[:n+m]
+		b = b[n+m:]
+		if typ != protowire.BytesType {
+			out = append(out, field...)
+			continue
+		}
+		v, _ := protowire.ConsumeBytes(field[n:])
+		nv, keep, err := fn(num, v)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			out = protowire.AppendTag(out, num, protowire.BytesType)
+			out = protowire.AppendBytes(out, nv)
+		}
+	}
+	return out, nil
+}
+
+func infoName(b []byte) (string, error) {
+	var name string
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		if num == valueInfoName && typ == protowire.BytesType {
+			name = string(v)
+		}
+		return nil
+	})
+	return name, err
 }

@@ -73,9 +73,6 @@ type Model struct {
 	session *ort.DynamicAdvancedSession
 	inputs  []model.TensorSpec
 	outputs []model.TensorSpec
-	// zipMaps holds, for each output that is a ZipMap's sequence of maps,
-	// how to present it as a dense tensor; nil for a tensor output.
-	zipMaps []*zipMap
 	// probs is the index of the output that Predict answers with: class
 	// probabilities for a classifier, predictions for a regressor.
 	probs int
@@ -131,6 +128,8 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{probs: -1}
+	// zipped holds the class labels of each output that is a ZipMap's.
+	zipped := map[string]classLabels{}
 	for _, in := range ins {
 		spec, err := tensorSpec(in)
 		if err != nil {
@@ -146,14 +145,23 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 				// Outputs of other element types are not served.
 				continue
 			}
-			m.outputs, m.zipMaps = append(m.outputs, spec), append(m.zipMaps, nil)
+			m.outputs = append(m.outputs, spec)
 		case ort.ONNXTypeSequence, ort.ONNXTypeMap:
 			labels, err := g.zipMapLabels(out.Name)
 			if err != nil {
 				return nil, fmt.Errorf("output %s: %v", out.Name, err)
 			}
 			spec := model.TensorSpec{Name: out.Name, DataType: model.FP32, Shape: []int64{-1, int64(labels.len())}}
-			m.outputs, m.zipMaps = append(m.outputs, spec), append(m.zipMaps, newZipMap(labels))
+			m.outputs, zipped[out.Name] = append(m.outputs, spec), labels
+		}
+	}
+	if len(zipped) > 0 {
+		only := make(map[string]bool, len(zipped))
+		for name := range zipped {
+			only[name] = true
+		}
+		if data, err = denseZipMaps(data, only); err != nil {
+			return nil, err
 		}
 	}
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
@@ -176,7 +184,7 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		meta.Features = nil
 	}
 
-	if err := m.modelClasses(g, &meta); err != nil {
+	if err := m.modelClasses(g, zipped, &meta); err != nil {
 		return nil, err
 	}
 
@@ -254,15 +262,14 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 // classifier (only the output meta.PredictionOutput names, if it names
 // one). It makes that output the prediction output and names the classes
 // after the labels unless meta names them already.
-func (m *Model) modelClasses(g *graph, meta *model.Metadata) error {
+func (m *Model) modelClasses(g *graph, zipped map[string]classLabels, meta *model.Metadata) error {
 	for i, o := range m.outputs {
 		if meta.PredictionOutput != "" && o.Name != meta.PredictionOutput {
 			continue
 		}
-		var labels classLabels
+		labels, ok := zipped[o.Name]
 		switch {
-		case m.zipMaps[i] != nil:
-			labels = m.zipMaps[i].labels
+		case ok:
 		case (o.DataType == model.FP32 || o.DataType == model.FP64) && len(o.Shape) == 2:
 			l, ok := g.classifierLabels(o.Name)
 			if !ok {
@@ -410,13 +417,7 @@ func (m *Model) run(ctx context.Context, inputs []model.Tensor) ([]model.Tensor,
 	}
 	result := make([]model.Tensor, len(outs))
 	for i, v := range outs {
-		var t model.Tensor
-		var err error
-		if z := m.zipMaps[i]; z != nil {
-			t, err = z.dense(m.outputs[i].Name, v)
-		} else {
-			t, err = toTensor(m.outputs[i], v)
-		}
+		t, err := toTensor(m.outputs[i], v)
 		if err != nil {
 			return nil, err
 		}
@@ -452,8 +453,13 @@ func newValue(t model.Tensor) (ort.Value, error) {
 	return nil, fmt.Errorf("%w: tensor %s of type %T", model.ErrInvalidInput, t.Name, t.Data)
 }
 
+// toTensor copies an output's value, which must have the spec's shape where
+// the spec fixes a dimension.
 func toTensor(spec model.TensorSpec, v ort.Value) (model.Tensor, error) {
 	t := model.Tensor{Name: spec.Name, DataType: spec.DataType, Shape: slices.Clone([]int64(v.GetShape()))}
+	if !fits(t.Shape, spec.Shape) {
+		return model.Tensor{}, fmt.Errorf("output %s has shape %v, the model declares %v", spec.Name, t.Shape, spec.Shape)
+	}
 	switch x := v.(type) {
 	case *ort.Tensor[float32]:
 		t.Data = slices.Clone(x.GetData())
@@ -475,6 +481,20 @@ func toTensor(spec model.TensorSpec, v ort.Value) (model.Tensor, error) {
 		return model.Tensor{}, fmt.Errorf("output %s: unsupported value %T", spec.Name, v)
 	}
 	return t, nil
+}
+
+// fits reports whether shape has the rank of spec and its size in every
+// dimension spec fixes (not -1).
+func fits(shape, spec []int64) bool {
+	if len(shape) != len(spec) {
+		return false
+	}
+	for i, d := range spec {
+		if d >= 0 && shape[i] != d {
+			return false
+		}
+	}
+	return true
 }
 
 // fromFloat64 converts /predict's numbers to an input's element type. An
