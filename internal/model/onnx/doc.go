@@ -3,6 +3,13 @@
 // time. Input and output names, element types and shapes come from the
 // model's own metadata. The package needs cgo: built without it, Init
 // reports ErrNotBuiltIn and the server says ONNX is not built in.
+//
+// Classifiers converted from scikit-learn by skl2onnx serve with their own
+// class labels, read from the model's graph. The probabilities skl2onnx
+// zips into a sequence of maps by default (a ZipMap node) are served as an
+// FP32 tensor [batch, classes] under the ZipMap output's name (usually
+// output_probability), one column per class label in the ZipMap's order;
+// string labels are BYTES tensors.
 package onnx
 
 import "errors"

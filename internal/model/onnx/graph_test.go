@@ -1,11 +1,14 @@
 package onnx
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func readTestGraph(t *testing.T, name string) ([]byte, *graph) {
@@ -159,4 +162,45 @@ func FuzzReadGraph(f *testing.F) {
 			t.Errorf("the rewritten model does not read: %v", err)
 		}
 	})
+}
+
+// TestDenseZipMapsImportsDefaultOpset checks that a model of ai.onnx.ml
+// operators only gets the default-domain opset its new Identity node needs
+// to be valid ONNX, and that a model importing one keeps its own.
+func TestDenseZipMapsImportsDefaultOpset(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want []string
+	}{
+		{"sklearn_logreg_binary_int_mlonly", []string{"ai.onnx.ml 3", " 13"}},
+		{"sklearn_logreg_binary_int", []string{" 15", "ai.onnx.ml 3"}},
+	} {
+		data, _ := readTestGraph(t, tc.name)
+		out, err := denseZipMaps(data, map[string]bool{"output_probability": true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var opsets []string
+		err = fields(out, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+			if num != modelOpsetImport {
+				return nil
+			}
+			var domain string
+			var version uint64
+			err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, x uint64) error {
+				switch num {
+				case opsetDomain:
+					domain = string(v)
+				case opsetVersion:
+					version = x
+				}
+				return nil
+			})
+			opsets = append(opsets, fmt.Sprintf("%s %d", domain, version))
+			return err
+		})
+		if err != nil || !slices.Equal(opsets, tc.want) {
+			t.Errorf("%s: opsets %q, want %q (%v)", tc.name, opsets, tc.want, err)
+		}
+	}
 }

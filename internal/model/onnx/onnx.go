@@ -95,13 +95,15 @@ var elementTypes = map[ort.TensorElementDataType]model.DataType{
 // column per class).
 //
 // A classifier converted by skl2onnx knows its classes: they come from its
-// ZipMap output (a sequence of maps from class label to probability, which
-// Load presents as an FP32 tensor [batch, classes] of the same name, the
-// columns in the order of the ZipMap's class labels) or, with zipmap=False,
-// from the ai.onnx.ml classifier node whose probabilities an output
-// carries. Class names in meta replace the model's labels, in the model's
-// order, and must be as many. A STRING output (string class labels) is a
-// BYTES tensor. Any other sequence or map output is refused.
+// ZipMap output or, with zipmap=False, from the ai.onnx.ml classifier node
+// whose probabilities an output carries. A ZipMap output (a sequence of
+// maps from class label to probability) becomes an FP32 tensor [batch,
+// classes] of the same name, its columns in the order of the ZipMap's
+// class labels: Load replaces the ZipMap node with an Identity of its
+// input before ONNX Runtime sees the model. Class names in meta replace
+// the model's labels, in the model's order, and must be as many. A STRING
+// output (string class labels) is a BYTES tensor. Any other sequence or
+// map output is refused.
 //
 // Errors wrap model.ErrInvalidModel, or ErrNoLibrary before Init.
 func Load(data []byte, meta model.Metadata) (*Model, error) {

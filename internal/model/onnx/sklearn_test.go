@@ -78,6 +78,7 @@ func TestScikitLearnClassifiers(t *testing.T) {
 		name, outputs string
 	}{
 		{"sklearn_logreg_binary_int", "output_label INT64 [-1]; output_probability FP32 [-1 2]"},
+		{"sklearn_logreg_binary_int_mlonly", "output_label INT64 [-1]; output_probability FP32 [-1 2]"},
 		{"sklearn_logreg_multi_str", "output_label BYTES [-1]; output_probability FP32 [-1 3]"},
 		{"sklearn_logreg_binary_str_nozipmap", "label BYTES [-1]; probabilities FP32 [-1 2]"},
 		{"sklearn_tree_binary_str", "output_label BYTES [-1]; output_probability FP32 [-1 2]"},

@@ -12,8 +12,9 @@ Models (each with a dynamic batch axis):
 For each model and batch size 1, 7 and 64, <model>.expected.json holds the
 inputs and the outputs PyTorch computes for them.
 
-The scikit-learn classifiers (sklearn_*.onnx) are written by sklearn_models.py
-in this directory; see there.
+The scikit-learn classifiers (sklearn_*.onnx, bad_*.onnx) are written by
+sklearn_models.py in this directory, which this script runs too; run that
+one alone where PyTorch is missing (it needs python3-sklearn instead).
 
 Run with Debian's python3 (python3-torch, python3-onnx, python3-numpy):
   /usr/bin/python3 internal/model/onnx/testdata/generate.py
@@ -24,6 +25,8 @@ import os
 import numpy as np
 import onnx
 import torch
+
+import sklearn_models
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 torch.manual_seed(11)
@@ -111,3 +114,4 @@ def main():
 if __name__ == "__main__":
     with torch.no_grad():
         main()
+    sklearn_models.main()

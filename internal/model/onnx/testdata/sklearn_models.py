@@ -22,6 +22,11 @@ Every model takes "X" float32 [N, 4]. For batch sizes 1, 7 and 64,
 <model>.expected.json holds the inputs and what scikit-learn's own predict
 and predict_proba answer for them, with the model's classes_.
 
+sklearn_logreg_binary_int_mlonly.onnx is the same model with ai.onnx.ml
+operators only (the label straight from the classifier) and no default
+opset imported, which the server must add for the Identity that replaces
+the ZipMap.
+
 The bad_*.onnx models are refused at load: a sequence of tensors, a ZipMap
 with integer labels declared as a map with string keys, and a ZipMap with
 the same label twice.
@@ -115,26 +120,34 @@ def zipmap_type(key):
     return helper.make_sequence_type_proto(t)
 
 
-def write(name, nodes, outputs):
+def write(name, nodes, outputs, opsets=OPSETS):
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])
     graph = helper.make_graph(nodes, name, [x], outputs)
-    m = helper.make_model(graph, opset_imports=OPSETS, producer_name="skl2onnx-layout")
+    m = helper.make_model(graph, opset_imports=opsets, producer_name="skl2onnx-layout")
     m.ir_version = 8
     onnx.checker.check_model(m)
     onnx.save(m, os.path.join(HERE, name + ".onnx"))
 
 
-def classifier(name, clf, make_nodes, zipmap):
+def classifier(name, clf, make_nodes, zipmap, ml_only=False):
+    """Write clf as skl2onnx would, or with ml_only, a graph of ai.onnx.ml
+    operators only (no Cast on the label), importing no default opset."""
     classes = list(clf.classes_)
     strings = isinstance(classes[0], str)
     label_type = TensorProto.STRING if strings else TensorProto.INT64
+    opsets = OPSETS
     if zipmap:
         nodes = make_nodes(clf, "label", "probabilities")
-        if strings:
+        if ml_only:
+            nodes[0].output[0] = "output_label"
+            opsets = OPSETS[1:]
+        elif strings:
             nodes.append(helper.make_node("Identity", ["label"], ["output_label"]))
-            zattrs = {"classlabels_strings": [str(c) for c in classes]}
         else:
             nodes.append(helper.make_node("Cast", ["label"], ["output_label"], to=TensorProto.INT64))
+        if strings:
+            zattrs = {"classlabels_strings": [str(c) for c in classes]}
+        else:
             zattrs = {"classlabels_int64s": [int(c) for c in classes]}
         nodes.append(helper.make_node("ZipMap", ["probabilities"], ["output_probability"], domain=ML, **zattrs))
         outputs = [helper.make_tensor_value_info("output_label", label_type, [None]),
@@ -145,7 +158,7 @@ def classifier(name, clf, make_nodes, zipmap):
         outputs = [helper.make_tensor_value_info("label", label_type, [None]),
                    helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(classes)])]
         names = ("label", "probabilities")
-    write(name, nodes, outputs)
+    write(name, nodes, outputs, opsets)
 
     rng = np.random.default_rng(len(name))
     cases = []
@@ -184,7 +197,9 @@ def main():
     rng = np.random.default_rng(13)
 
     x, y = training_data(rng, [3, 7])
-    classifier("sklearn_logreg_binary_int", LogisticRegression().fit(x, y), linear_classifier, True)
+    logreg = LogisticRegression().fit(x, y)
+    classifier("sklearn_logreg_binary_int", logreg, linear_classifier, True)
+    classifier("sklearn_logreg_binary_int_mlonly", logreg, linear_classifier, True, ml_only=True)
     x, y = training_data(rng, ["bird", "cat", "dog"])
     classifier("sklearn_logreg_multi_str", LogisticRegression().fit(x, y), linear_classifier, True)
     x, y = training_data(rng, ["no", "yes"])
