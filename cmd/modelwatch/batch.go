@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+	"golang.org/x/term"
 
 	"github.com/modelwatch/modelwatch/internal/batch"
 	"github.com/modelwatch/modelwatch/internal/model"
@@ -75,6 +76,7 @@ func (m *Main) batchJob(ctx context.Context, args []string) error {
 		grouping   = fl.String("grouping", "", "more grouping labels of the pushed metrics: key=value,...")
 		expected   = fl.Duration("expected-interval", 24*time.Hour, "how often the job should succeed (pushed for the BatchJobOverdue alert)")
 		progressOn = fl.String("progress", "auto", "progress on stderr: auto (on a terminal), on, off")
+		workers    = fl.Int("workers", 0, "batches scored at once (default: GOMAXPROCS, every core)")
 	)
 	fl.Usage = func() {
 		fmt.Fprintln(m.Stderr, "Usage: modelwatch batch --input rows.csv --output predictions.csv [flags]\n\nScores a file with a model and pushes the job's metrics to a Pushgateway.\n\nFlags:")
@@ -126,18 +128,13 @@ func (m *Main) batchJob(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	showProgress := *progressOn == "on"
-	if *progressOn == "auto" {
-		if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			showProgress = true
-		}
-	}
+	showProgress := *progressOn == "on" || *progressOn == "auto" && isTerminal(m.Stderr)
 	var inputSize int64
 	if st, err := in.Stat(); err == nil {
 		inputSize = st.Size()
 	}
 	counted := &countingReader{r: in}
-	opts := batch.Options{Model: mdl, Format: *format, BatchSize: *size, FailOnBadRow: *failBad}
+	opts := batch.Options{Model: mdl, Format: *format, BatchSize: *size, Workers: *workers, FailOnBadRow: *failBad}
 	if showProgress {
 		opts.Progress = func(r batch.Report) { fmt.Fprint(m.Stderr, "\r"+progressBar(counted.n.Load(), inputSize, r)) }
 	}
@@ -165,6 +162,13 @@ func (m *Main) batchJob(ctx context.Context, args []string) error {
 		}
 	}
 	return runErr
+}
+
+// isTerminal reports whether w is a terminal. /dev/null is a character
+// device too, so a check of the file mode alone would say it is one.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // countingReader counts the bytes read through it, for the progress bar.

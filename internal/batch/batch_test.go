@@ -5,8 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/modeltest"
@@ -89,5 +94,156 @@ func TestFailOnBadRowKeepsWhatWasWritten(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), strings.NewReader("a,b\n1,2\n"), &bytes.Buffer{}, Options{Model: classifier(false), Format: "csv"}); err == nil || !strings.Contains(err.Error(), `no column "x"`) {
 		t.Errorf("missing column: %v", err)
+	}
+}
+
+// slowOddBatches is classifier(true) that takes longer over every other batch
+// of rows, so that parallel batches finish out of order.
+func slowOddBatches() *modeltest.Model {
+	m := classifier(true)
+	predict := m.PredictFunc
+	var calls atomic.Int64
+	m.PredictFunc = func(ctx context.Context, in model.Batch) (model.Result, error) {
+		if calls.Add(1)%2 == 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return predict(ctx, in)
+	}
+	return m
+}
+
+// rows returns a CSV of n rows after the header "id,y,x", with a bad value
+// on every line whose id is a multiple of badEvery, and the number of bad rows.
+func rows(n, badEvery int) (string, int) {
+	var b strings.Builder
+	b.WriteString("id,y,x\n")
+	bad := 0
+	for i := 1; i <= n; i++ {
+		x := strconv.Itoa(i % 10)
+		if i%badEvery == 0 {
+			x, bad = "bad", bad+1
+		}
+		fmt.Fprintf(&b, "%d,%d,%s\n", i, i%3, x)
+	}
+	return b.String(), bad
+}
+
+func TestWorkersKeepTheInputOrder(t *testing.T) {
+	in, bad := rows(2000, 37)
+	var want bytes.Buffer
+	wantRep, err := Run(context.Background(), strings.NewReader(in), &want, Options{Model: classifier(true), Format: "csv", BatchSize: 7, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantRep.Rows != 2000-bad || wantRep.Failed != bad || len(wantRep.BadRows) != bad ||
+		wantRep.BadRows[0] != `bad row: line 38, column x: "bad" is not a number` {
+		t.Fatalf("one worker: rows %d, failed %d, bad rows %d %q", wantRep.Rows, wantRep.Failed, len(wantRep.BadRows), wantRep.BadRows[:1])
+	}
+	if got := strings.Count(want.String(), "\n"); got != 1+2000-bad {
+		t.Fatalf("one worker wrote %d lines, want %d", got, 1+2000-bad)
+	}
+	for _, workers := range []int{2, 8} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			var out bytes.Buffer
+			var progress []int
+			rep, err := Run(context.Background(), strings.NewReader(in), &out, Options{
+				Model: slowOddBatches(), Format: "csv", BatchSize: 7, Workers: workers,
+				Progress: func(r Report) { progress = append(progress, r.Rows) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != want.String() {
+				t.Errorf("the output differs from one worker's")
+			}
+			if rep.Rows != wantRep.Rows || rep.Failed != wantRep.Failed || !slices.Equal(rep.BadRows, wantRep.BadRows) {
+				t.Errorf("report: rows %d, failed %d, bad rows %v; want %d, %d, %v", rep.Rows, rep.Failed, rep.BadRows, wantRep.Rows, wantRep.Failed, wantRep.BadRows)
+			}
+			if len(progress) != (2000+6)/7 || !slices.IsSorted(progress) || progress[len(progress)-1] != rep.Rows {
+				t.Errorf("progress reported %d times, ending at %v, want %d times in order ending at %d", len(progress), progress[len(progress)-1:], (2000+6)/7, rep.Rows)
+			}
+		})
+	}
+}
+
+func TestWorkersStopAtTheFirstBadRow(t *testing.T) {
+	in, _ := rows(1000, 101) // the first bad row is id 101, on line 102
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), strings.NewReader(in), &out, Options{Model: slowOddBatches(), Format: "csv", BatchSize: 8, Workers: 4, FailOnBadRow: true})
+	if !errors.Is(err, ErrBadRow) || !strings.Contains(err.Error(), "line 102, column x") {
+		t.Fatalf("err %v, want the bad row on line 102", err)
+	}
+	if rep.Rows != 100 || rep.Failed != 1 || len(rep.BadRows) != 1 {
+		t.Errorf("report: rows %d, failed %d, bad rows %v; want 100 rows and 1 bad", rep.Rows, rep.Failed, rep.BadRows)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 101 || lines[100] != "100,1,0,no,1" {
+		t.Errorf("wrote %d lines ending with %q, want the header and ids 1 to 100", len(lines), lines[len(lines)-1])
+	}
+}
+
+func TestWorkersStopAtAFailedPrediction(t *testing.T) {
+	m := classifier(true)
+	predict := m.PredictFunc
+	m.PredictFunc = func(ctx context.Context, in model.Batch) (model.Result, error) {
+		for i := range in.Rows {
+			if in.Row(i)[1] == 2 { // y == 2 only in row id 50
+				return model.Result{}, errors.New("model failure")
+			}
+		}
+		return predict(ctx, in)
+	}
+	var b strings.Builder
+	b.WriteString("x,y\n")
+	for i := 1; i <= 500; i++ {
+		y := 0
+		if i == 50 {
+			y = 2
+		}
+		fmt.Fprintf(&b, "1,%d\n", y)
+	}
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), strings.NewReader(b.String()), &out, Options{Model: m, Format: "csv", BatchSize: 10, Workers: 4})
+	// Row 50 is on line 51, in the batch of lines 42 to 51.
+	if err == nil || err.Error() != "predict lines 42 to 51: model failure" {
+		t.Fatalf("err %v", err)
+	}
+	if rep.Rows != 40 || strings.Count(out.String(), "\n") != 41 {
+		t.Errorf("wrote %d rows, %d lines; want the 40 rows before the failed batch", rep.Rows, strings.Count(out.String(), "\n"))
+	}
+}
+
+func TestWorkersStopAtAReadError(t *testing.T) {
+	var b strings.Builder
+	for range 100 {
+		b.WriteString("[1, 2]\n")
+	}
+	b.WriteString("[" + strings.Repeat(" ", 17<<20) + "]\n[3, 4]\n")
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), strings.NewReader(b.String()), &out, Options{Model: classifier(true), Format: "jsonl", BatchSize: 16, Workers: 4})
+	if err == nil || err.Error() != "line 101: bufio.Scanner: token too long" {
+		t.Fatalf("err %v", err)
+	}
+	if rep.Rows != 100 || strings.Count(out.String(), "\n") != 100 {
+		t.Errorf("wrote %d rows; want the 100 before the long line", rep.Rows)
+	}
+}
+
+func TestWorkersStopWhenTheContextEnds(t *testing.T) {
+	in, _ := rows(5000, 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out bytes.Buffer
+	rep, err := Run(ctx, strings.NewReader(in), &out, Options{Model: slowOddBatches(), Format: "csv", BatchSize: 10, Workers: 4,
+		Progress: func(r Report) {
+			if r.Rows >= 100 {
+				cancel()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if rep.Rows < 100 || rep.Rows >= 5000 || strings.Count(out.String(), "\n") != rep.Rows+1 {
+		t.Errorf("wrote %d lines for %d rows", strings.Count(out.String(), "\n"), rep.Rows)
 	}
 }
