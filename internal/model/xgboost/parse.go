@@ -377,6 +377,9 @@ func convertTree(raw json.RawMessage, numFeature int, nodeBudget *int, catFeatur
 		return tree{}, errors.New("node arrays differ in length")
 	}
 	t := tree{nodes: make([]node, n)}
+	if slices.Contains(jt.SplitType, 1) {
+		t.catSet = make([]int32, n)
+	}
 	for i := range t.nodes {
 		l, r := jt.LeftChildren[i], jt.RightChildren[i]
 		if l == -1 {
@@ -400,7 +403,7 @@ func convertTree(raw json.RawMessage, numFeature int, nodeBudget *int, catFeatur
 			switch jt.SplitType[i] {
 			case 0:
 			case 1:
-				nd.cats = -1 // a categorical split; its set is filled in below
+				t.catSet[i] = -1 // a categorical split; its set is given below
 				catFeatures[int(f)] = true
 			default:
 				return tree{}, fmt.Errorf("node %d: split_type %d is not supported", i, jt.SplitType[i])
@@ -427,8 +430,7 @@ func (t *tree) readCategories(jt *jsonTree) error {
 			return fmt.Errorf("categories_nodes[%d] = %d is out of order or range", j, nid)
 		}
 		prev = nid
-		nd := &t.nodes[nid]
-		if nd.cats != -1 {
+		if t.catSet == nil || t.catSet[nid] != -1 {
 			return fmt.Errorf("node %d lists categories but is not a categorical split", nid)
 		}
 		beg, size := jt.CategoriesSegments[j], jt.CategoriesSizes[j]
@@ -444,18 +446,18 @@ func (t *tree) readCategories(jt *jsonTree) error {
 		}
 		slices.Sort(set)
 		t.cats = append(t.cats, set)
-		nd.cats = int32(len(t.cats))
+		t.catSet[nid] = int32(len(t.cats))
 	}
 	empty := int32(0)
-	for i := range t.nodes {
-		if t.nodes[i].cats != -1 {
+	for i, set := range t.catSet {
+		if set != -1 {
 			continue
 		}
 		if empty == 0 {
 			t.cats = append(t.cats, nil)
 			empty = int32(len(t.cats))
 		}
-		t.nodes[i].cats = empty
+		t.catSet[i] = empty
 	}
 	return nil
 }

@@ -14,13 +14,14 @@ type node struct {
 	feature     int32
 	left, right int32
 	missing     int32 // the child that a missing value goes to
-	// cats is 0 for a numerical split; for a categorical split it is one
-	// more than the index of the split's category set in tree.cats.
-	cats int32
 }
 
 type tree struct {
 	nodes []node
+	// catSet is nil for a tree without categorical splits. Otherwise
+	// catSet[i] is 0 for a numerical split or a leaf, and for a categorical
+	// split one more than the index of the split's category set in cats.
+	catSet []int32
 	// cats holds the sorted category sets of the tree's categorical splits.
 	cats   [][]int32
 	group  int     // output group (class) the tree adds to
@@ -74,25 +75,43 @@ func (m *Model) addTrees(row []float32, margin []float32) {
 		t := &m.trees[ti]
 		nodes := t.nodes
 		i := int32(0)
-		for {
-			nd := &nodes[i]
-			if nd.feature < 0 {
-				break
-			}
-			v := row[nd.feature]
-			switch {
-			case v != v: // NaN: missing
-				i = nd.missing
-			case nd.cats != 0:
-				if inCategories(t.cats[nd.cats-1], v) {
-					i = nd.right
-				} else {
-					i = nd.left
+		if t.catSet == nil {
+			for {
+				nd := &nodes[i]
+				if nd.feature < 0 {
+					break
 				}
-			case v < nd.threshold:
-				i = nd.left
-			default:
-				i = nd.right
+				v := row[nd.feature]
+				switch {
+				case v != v: // NaN: missing
+					i = nd.missing
+				case v < nd.threshold:
+					i = nd.left
+				default:
+					i = nd.right
+				}
+			}
+		} else {
+			for {
+				nd := &nodes[i]
+				if nd.feature < 0 {
+					break
+				}
+				v := row[nd.feature]
+				switch set := t.catSet[i]; {
+				case v != v: // NaN: missing
+					i = nd.missing
+				case set != 0:
+					if inCategories(t.cats[set-1], v) {
+						i = nd.right
+					} else {
+						i = nd.left
+					}
+				case v < nd.threshold:
+					i = nd.left
+				default:
+					i = nd.right
+				}
 			}
 		}
 		// The explicit conversion keeps the product rounded to float32 before
