@@ -3,6 +3,7 @@ package onnx
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -431,7 +432,7 @@ const identityOpset = 13
 // order. ONNX Runtime hands a sequence of maps back as one value per row
 // and per map (several cgo calls each), which costs far more than the
 // model itself; a tensor comes back in one piece.
-func denseZipMaps(model []byte, zipped map[string]bool) ([]byte, error) {
+func denseZipMaps(model []byte, zipped []string) ([]byte, error) {
 	var defaultOpset bool
 	out, err := edit(model, func(num protowire.Number, v []byte) ([]byte, bool, error) {
 		switch num {
@@ -450,7 +451,7 @@ func denseZipMaps(model []byte, zipped map[string]bool) ([]byte, error) {
 				switch num {
 				case graphNode:
 					n, err := readNode(v)
-					if err != nil || n.opType != "ZipMap" || n.domain != mlDomain || len(n.outputs) != 1 || !zipped[n.outputs[0]] {
+					if err != nil || n.opType != "ZipMap" || n.domain != mlDomain || len(n.outputs) != 1 || !slices.Contains(zipped, n.outputs[0]) {
 						return v, true, err
 					}
 					if len(n.inputs) != 1 {
@@ -466,7 +467,7 @@ func denseZipMaps(model []byte, zipped map[string]bool) ([]byte, error) {
 					return id, true, nil
 				case graphOutput, graphValueInfo:
 					name, err := infoName(v)
-					if err != nil || !zipped[name] {
+					if err != nil || !slices.Contains(zipped, name) {
 						return v, true, err
 					}
 					if num == graphValueInfo {

@@ -106,7 +106,7 @@ func TestZipMapLabelsRefuses(t *testing.T) {
 // else changed.
 func TestDenseZipMaps(t *testing.T) {
 	data, before := readTestGraph(t, "sklearn_logreg_multi_str")
-	out, err := denseZipMaps(data, map[string]bool{"output_probability": true})
+	out, err := denseZipMaps(data, []string{"output_probability"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +147,10 @@ func FuzzReadGraph(f *testing.F) {
 		if err != nil {
 			return
 		}
-		zipped := map[string]bool{}
+		var zipped []string
 		for name := range g.outputs {
 			if _, err := g.zipMapLabels(name); err == nil {
-				zipped[name] = true
+				zipped = append(zipped, name)
 			}
 			g.classifierLabels(name)
 		}
@@ -176,7 +176,7 @@ func TestDenseZipMapsImportsDefaultOpset(t *testing.T) {
 		{"sklearn_logreg_binary_int", []string{" 15", "ai.onnx.ml 3"}},
 	} {
 		data, _ := readTestGraph(t, tc.name)
-		out, err := denseZipMaps(data, map[string]bool{"output_probability": true})
+		out, err := denseZipMaps(data, []string{"output_probability"})
 		if err != nil {
 			t.Fatal(err)
 		}

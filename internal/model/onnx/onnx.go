@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -158,16 +159,12 @@ func load(data []byte, meta model.Metadata) (*Model, error) {
 		}
 	}
 	if len(zipped) > 0 {
-		only := make(map[string]bool, len(zipped))
-		for name := range zipped {
-			only[name] = true
-		}
-		if data, err = denseZipMaps(data, only); err != nil {
+		if data, err = denseZipMaps(data, slices.Collect(maps.Keys(zipped))); err != nil {
 			return nil, err
 		}
 	}
 	if len(m.inputs) == 0 || len(m.outputs) == 0 {
-		return nil, errors.New("the model has no tensor input or output of a supported type (BOOL, INT32, INT64, FP32, FP64)")
+		return nil, errors.New("the model has no tensor input or output of a supported type (BOOL, INT32, INT64, FP32, FP64, STRING)")
 	}
 
 	// A model with one numeric input of rows takes /predict's rows.
