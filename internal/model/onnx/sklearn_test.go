@@ -213,3 +213,18 @@ func BenchmarkPredictZipMap(b *testing.B) {
 		}
 	}
 }
+
+// TestZipMapWidthCheckedAtRun checks that a ZipMap whose columns do not
+// match its labels, which the graph alone cannot show, fails each run with
+// the shapes rather than answering a tensor of the wrong width.
+func TestZipMapWidthCheckedAtRun(t *testing.T) {
+	m := loadFixture(t, "bad_zipmap_width", model.Metadata{})
+	if got := specs(m.Metadata().OutputTensors); got != "zipped FP32 [-1 3]" {
+		t.Errorf("outputs %s", got)
+	}
+	in := model.Tensor{Name: "X", DataType: model.FP32, Shape: []int64{1, 4}, Data: []float32{1, 2, 3, 4}}
+	_, err := m.Infer(context.Background(), []model.Tensor{in}, nil)
+	if want := "output zipped has shape [1 4], the model declares [-1 3]"; err == nil || err.Error() != want {
+		t.Errorf("Infer: %v, want %q", err, want)
+	}
+}

@@ -29,7 +29,8 @@ the ZipMap.
 
 The bad_*.onnx models are refused at load: a sequence of tensors, a ZipMap
 with integer labels declared as a map with string keys, and a ZipMap with
-the same label twice.
+the same label twice; bad_zipmap_width loads but every run is refused (a
+ZipMap of 3 labels over the 4 columns of X).
 
 Run with Debian's python3 (python3-sklearn, python3-onnx, python3-numpy):
   /usr/bin/python3 internal/model/onnx/testdata/sklearn_models.py
@@ -190,6 +191,10 @@ def bad_models():
                             helper.make_value_info("zipped", zipmap_type(key))])
 
     zipmap_model("bad_zipmap_string_keys", [0, 1, 2], TensorProto.STRING)
+    # Loads (the server infers no shapes, and no classifier says how many
+    # columns the ZipMap takes), but every run is refused: 4 columns, 3 labels.
+    write("bad_zipmap_width", [helper.make_node("ZipMap", ["X"], ["zipped"], domain=ML, classlabels_int64s=[0, 1, 2])],
+          [helper.make_value_info("zipped", zipmap_type(TensorProto.INT64))])
     zipmap_model("bad_zipmap_duplicate_labels", [0, 1, 1], TensorProto.INT64)
 
 
