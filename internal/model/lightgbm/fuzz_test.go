@@ -1,0 +1,53 @@
+package lightgbm
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelwatch/modelwatch/internal/model"
+)
+
+// FuzzParse feeds Parse arbitrary files, seeded with every model in testdata.
+// A file is refused with ErrInvalidModel or loads and predicts, without a
+// panic, on rows of zeros, NaNs, negatives and huge values.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(catModel))
+	for _, pattern := range []string{"testdata/boosters/*/model.txt", "testdata/leaves/*.model"} {
+		paths, err := filepath.Glob(pattern)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse(data, model.Metadata{})
+		if err != nil {
+			if !errors.Is(err, model.ErrInvalidModel) {
+				t.Fatalf("error %v does not wrap ErrInvalidModel", err)
+			}
+			return
+		}
+		md := m.Metadata()
+		n := len(md.Features)
+		values := []float64{0, math.NaN(), -1, 1e300, 3}
+		in := model.Batch{Rows: len(values), Cols: n, Values: make([]float64, len(values)*n)}
+		for i, v := range values {
+			for j := range n {
+				in.Values[i*n+j] = v
+			}
+		}
+		if _, err := model.SafePredict(context.Background(), m, in); err != nil {
+			t.Fatalf("predict: %v", err)
+		}
+	})
+}
