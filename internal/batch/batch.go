@@ -33,8 +33,8 @@ type Options struct {
 	// BatchSize is the rows per model call (default 256).
 	BatchSize int
 	// Workers is how many batches are parsed, predicted and formatted at
-	// once (default runtime.GOMAXPROCS(0)). An input of one batch or less is
-	// scored on the calling goroutine whatever the setting.
+	// once (default runtime.GOMAXPROCS(0), at most 1024). An input of one
+	// batch or less is scored on the calling goroutine whatever the setting.
 	Workers int
 	// FailOnBadRow stops the run at the first bad row instead of skipping it.
 	FailOnBadRow bool
@@ -56,8 +56,12 @@ type Report struct {
 // ErrBadRow is wrapped by the error of a run stopped by a bad row.
 var ErrBadRow = errors.New("bad row")
 
-// maxBadRows is how many bad rows a Report describes.
-const maxBadRows = 100
+const (
+	// maxBadRows is how many bad rows a Report describes.
+	maxBadRows = 100
+	// maxWorkers bounds Options.Workers, and with it the batches in memory.
+	maxWorkers = 1024
+)
 
 // Run reads rows from in and writes one prediction per good row to out, in
 // the same format: CSV with the input's columns and the prediction's, or JSON
@@ -77,6 +81,7 @@ func Run(ctx context.Context, in io.Reader, out io.Writer, opts Options) (Report
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	opts.Workers = min(opts.Workers, maxWorkers)
 	meta := opts.Model.Metadata()
 	if len(meta.Features) == 0 {
 		return Report{}, fmt.Errorf("model %s takes tensors, not rows of features", meta.Name)
