@@ -28,8 +28,10 @@ type rows struct {
 	values  []float64
 	// names holds the strings of the rows in the order they came, each with
 	// the index in values it stands for (where values holds NaN until
-	// the model's categories resolve it). It is empty for rows of numbers.
-	names []cellName
+	// the model's categories resolve it); nil for rows of numbers. It is a
+	// pointer so that rows of numbers, the common request, carry one word
+	// for it, not three.
+	names *[]cellName
 	n     int // rows seen, counting past maxRows
 	cols  int // length of the first row
 	// ragged is the index of the first row whose length differs from the
@@ -45,6 +47,14 @@ type rows struct {
 	// stop is set once the batch is known to be refused (ragged rows):
 	// values are then checked, not kept.
 	stop bool
+}
+
+// stringCells returns the strings of the rows, with where they stand.
+func (r *rows) stringCells() []cellName {
+	if r.names == nil {
+		return nil
+	}
+	return *r.names
 }
 
 // cellName is a string given for one value of the rows.
@@ -301,7 +311,10 @@ func (r *rows) row(p *scanner, i int) error {
 						r.maxValues, r.maxRows, r.maxValues/max(1, r.maxRows))}
 				}
 				if isName {
-					r.names = append(r.names, cellName{at: len(r.values), name: name})
+					if r.names == nil {
+						r.names = new([]cellName)
+					}
+					*r.names = append(*r.names, cellName{at: len(r.values), name: name})
 					v = math.NaN()
 				}
 				r.values = append(r.values, v)

@@ -45,7 +45,7 @@ func TestDecodeRows(t *testing.T) {
 			t.Errorf("%s: n %d cols %d ragged %d values %v", tc.body, in.n, in.cols, in.ragged, in.values)
 			continue
 		}
-		if got := fmt.Sprint(in.names); tc.names != "" && got != tc.names || tc.names == "" && len(in.names) > 0 {
+		if got := fmt.Sprint(in.stringCells()); tc.names != "" && got != tc.names || tc.names == "" && len(in.stringCells()) > 0 {
 			t.Errorf("%s: names %s, want %s", tc.body, got, tc.names)
 		}
 		for i, v := range tc.values {
@@ -95,8 +95,8 @@ func FuzzDecodePredict(f *testing.F) {
 				if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.typ != serr.typ) {
 					t.Fatalf("fast path %v, encoding/json %v", ferr, serr)
 				}
-				if ferr == nil && fmt.Sprintf("%q %q %v %+v %d %d %d", fast.ModelName, fast.ModelVersion, fast.Inputs.values, fast.Inputs.names, fast.Inputs.n, fast.Inputs.cols, fast.Inputs.ragged) !=
-					fmt.Sprintf("%q %q %v %+v %d %d %d", slow.ModelName, slow.ModelVersion, slow.Inputs.values, slow.Inputs.names, slow.Inputs.n, slow.Inputs.cols, slow.Inputs.ragged) {
+				if ferr == nil && fmt.Sprintf("%q %q %v %+v %d %d %d", fast.ModelName, fast.ModelVersion, fast.Inputs.values, fast.Inputs.stringCells(), fast.Inputs.n, fast.Inputs.cols, fast.Inputs.ragged) !=
+					fmt.Sprintf("%q %q %v %+v %d %d %d", slow.ModelName, slow.ModelVersion, slow.Inputs.values, slow.Inputs.stringCells(), slow.Inputs.n, slow.Inputs.cols, slow.Inputs.ragged) {
 					t.Fatalf("fast path %+v, encoding/json %+v", fast, slow)
 				}
 			}
@@ -118,8 +118,9 @@ func FuzzDecodePredict(f *testing.F) {
 		if len(in.values) > 32 || len(in.values) > 8*max(in.cols, 1) && in.cols > 0 {
 			t.Fatalf("%d values stored for at most 8 rows of %d", len(in.values), in.cols)
 		}
-		for i, n := range in.names {
-			if n.at >= len(in.values) || !math.IsNaN(in.values[n.at]) || i > 0 && n.at <= in.names[i-1].at {
+		names := in.stringCells()
+		for i, n := range names {
+			if n.at >= len(in.values) || !math.IsNaN(in.values[n.at]) || i > 0 && n.at <= names[i-1].at {
 				t.Fatalf("name %d at %d of %d values (%v)", i, n.at, len(in.values), in.values)
 			}
 		}
@@ -129,10 +130,10 @@ func FuzzDecodePredict(f *testing.F) {
 			return
 		}
 		meta := fuzzCategoricalMeta(in.cols)
-		if _, why := newCategoryIndex(&meta).resolveNames(&meta, in.values, in.cols, in.names); why != "" {
+		if _, why := newCategoryIndex(&meta).resolveNames(&meta, in.values, in.cols, names); why != "" {
 			return
 		}
-		for _, n := range in.names {
+		for _, n := range names {
 			if x := in.values[n.at]; !math.IsNaN(x) && (x != math.Trunc(x) || x < 0 || x > 2) {
 				t.Fatalf("name %q became %v", n.name, x)
 			}

@@ -198,8 +198,8 @@ func (s *Server) validate(v *view, in *rows) (model.Batch, *apiError) {
 			in.cols, meta.Name, meta.Version, len(meta.Features), strings.Join(meta.Features, ", "))
 	}
 	// Category names become codes with the model's categories.
-	if len(in.names) > 0 {
-		if i, why := s.categories.get(meta).resolveNames(meta, in.values, in.cols, in.names); why != "" {
+	if names := in.stringCells(); len(names) > 0 {
+		if i, why := s.categories.get(meta).resolveNames(meta, in.values, in.cols, names); why != "" {
 			return model.Batch{}, newError(errInvalidInput, "inputs[%d][%d] (%s) %s", i/in.cols, i%in.cols, meta.Features[i%in.cols], why)
 		}
 	}
