@@ -25,8 +25,9 @@ const (
 	MaxTrees = 1_000_000
 	// MaxNodes bounds the nodes of all trees together.
 	MaxNodes = 10_000_000
-	// MaxFeatures bounds num_feature.
-	MaxFeatures = 1_000_000
+	// MaxFeatures bounds num_feature: a model without feature_names gets
+	// one name per feature ("f0", "f1", ...), whatever the trees use.
+	MaxFeatures = 100_000
 	// MaxClasses bounds num_class.
 	MaxClasses = 10_000
 )
@@ -190,6 +191,9 @@ func parse(data []byte, meta model.Metadata) (*Model, error) {
 	numFeature, err := intParam("num_feature", l.Param.NumFeature, MaxFeatures)
 	if err != nil {
 		return nil, err
+	}
+	if numFeature == 0 {
+		return nil, errors.New("num_feature is 0: the model takes no features")
 	}
 	numClass, err := intParam("num_class", l.Param.NumClass, MaxClasses)
 	if err != nil {

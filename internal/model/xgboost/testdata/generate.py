@@ -203,6 +203,17 @@ def categorical(rng):
                             enable_categorical=True)
             write(case, b, xt, b.predict(d), ubj=case == "categorical")
 
+    # A small model, as a seed for FuzzParse: two trees of depth 2, both formats.
+    b = xgb.train({"objective": "binary:logistic", "tree_method": "hist", "max_cat_to_onehot": 1,
+                   "max_depth": 2, "seed": 7, "nthread": 1},
+                  xgb.DMatrix(df[:2500], label=(y[:2500] > 1).astype(int), enable_categorical=True),
+                  num_boost_round=2)
+    xt = np.c_[df["num"].to_numpy(), df["colour"].cat.codes.to_numpy(float),
+               df["size"].cat.codes.to_numpy(float)][2500:2600]
+    xt[xt == -1] = np.nan
+    d = xgb.DMatrix(xt, feature_names=list(df.columns), feature_types=["q", "c", "c"], enable_categorical=True)
+    write("categorical_small", b, xt, b.predict(d), ubj=True)
+
 
 def early_stopping(rng):
     """An XGBClassifier stopped early: the file keeps every tree it grew and
