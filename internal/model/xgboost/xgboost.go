@@ -20,23 +20,37 @@
 //     the node's default branch, for both kinds of split.
 //   - base_score, one value or (XGBoost 3.1+) one per output group, turned
 //     into a margin in float32 as the objective's ProbToMargin does.
-//   - objectives, with the transform predict applies by default: see
-//     objectives in objective.go. binary:logistic, binary:hinge and multi:*
-//     are classifiers; every other objective is a regressor with one output.
+//   - objectives, each with the transform XGBoost's predict applies by
+//     default and the margin transform of base_score:
+//     binary:logistic (classifier; sigmoid; base_score is a probability),
+//     binary:hinge (classifier; class 1 gets probability 1 when the margin
+//     is positive, else 0, as predict answers 1 or 0),
+//     multi:softprob and multi:softmax (classifiers; softmax; multi:softmax's
+//     predict answers the likeliest class index, here its probabilities),
+//     reg:logistic (regressor; sigmoid; base_score a probability),
+//     binary:logitraw (regressor; the raw margin),
+//     reg:squarederror, reg:linear, reg:squaredlogerror, reg:pseudohubererror,
+//     reg:absoluteerror, reg:quantileerror with one quantile, rank:pairwise,
+//     rank:ndcg and rank:map (regressors; the margin),
+//     count:poisson, reg:gamma, reg:tweedie, survival:aft and survival:cox
+//     (regressors; exp; base_score is turned into a margin with log).
 //   - best_iteration: when the file's learner attributes hold best_iteration
 //     (the scikit-learn wrapper stores it after early stopping), only the
 //     trees of iterations 0 to best_iteration are used, as the wrapper's
 //     predict does with iteration_range=(0, best_iteration+1). The native
 //     Booster.predict would use every tree; a user who wants that must remove
-//     the attribute.
+//     the attribute. gblinear has no iterations: the wrapper ignores
+//     best_iteration for it, and so does this package.
 //   - category names: XGBoost 3.1+ keeps the training DataFrame's categories
 //     in the model ("cats"); Metadata.Categorical lists them in code order.
 //     XGBoost itself refuses a DataFrame holding a category name it did not
 //     see in training ("Found a category not in the training set"), so a
 //     caller should refuse such a name too rather than guess a code.
 //
-// Vector leaves (multi_strategy "multi_output_tree") and multi-target models
-// are refused at load with an error that names them.
+// Vector leaves (multi_strategy "multi_output_tree"), multi-target models,
+// reg:quantileerror with several quantiles and other objectives are refused
+// at load with an error that names them, as are files past the bounds
+// MaxTrees, MaxNodes, MaxFeatures and MaxClasses.
 //
 // Parsing (parse.go) and evaluation (predict.go) are kept apart: a parsed
 // Model is a flat list of trees whose nodes hold float32 thresholds, as
