@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,9 +141,21 @@ func TestLeavesV3GammaCategorical(t *testing.T) {
 	}
 	rows := readTable(t, "testdata/leaves/genlin_fmtp_gamma_AvgClaimAmount_features.tsv")
 	want := readTable(t, "testdata/leaves/genlin_fmtp_gamma_AvgClaimAmount_true_predictions.txt")
-	for _, obj := range []string{"gamma", "poisson", "tweedie"} {
-		t.Run(obj, func(t *testing.T) {
-			m := parseString(t, strings.Replace(string(b), "\nobjective=gamma\n", "\nobjective="+obj+"\n", 1))
+	// Files of LightGBM 2.3 to 3.0 are v3 without is_linear; a file
+	// without tree_sizes is read tree after tree (LightGBM does both).
+	variants := map[string]string{
+		"gamma":                    string(b),
+		"poisson":                  strings.Replace(string(b), "\nobjective=gamma\n", "\nobjective=poisson\n", 1),
+		"tweedie":                  strings.Replace(string(b), "\nobjective=gamma\n", "\nobjective=tweedie\n", 1),
+		"gamma without is_linear":  strings.ReplaceAll(string(b), "\nis_linear=0\n", "\n"),
+		"gamma without tree_sizes": regexp.MustCompile(`\ntree_sizes=[0-9 ]*\n`).ReplaceAllString(string(b), "\n"),
+	}
+	for name, src := range variants {
+		t.Run(name, func(t *testing.T) {
+			if name != "gamma" && src == string(b) {
+				t.Fatal("the variant is the original file")
+			}
+			m := parseString(t, src)
 			assertRows(t, "prediction", predictRows(t, m, rows), want, ulps)
 			md := m.Metadata()
 			if md.IsClassifier() || md.Outputs != 1 || md.Features[0] != "VehBrand" {

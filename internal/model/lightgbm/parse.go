@@ -358,12 +358,19 @@ func parseTree(ls *lines, numFeatures int) (tree, error) {
 		if bounds, err = ints(kv, "cat_boundaries", numCat+1); err != nil {
 			return tree{}, err
 		}
-		if bounds[0] != 0 || !slices.IsSorted(bounds) {
-			return tree{}, errors.New("cat_boundaries do not rise from 0")
+		if bounds[0] != 0 || !slices.IsSorted(bounds) || bounds[numCat] > math.MaxInt32 {
+			return tree{}, errors.New("cat_boundaries do not rise from 0 to a 32-bit count")
 		}
 		if bits, err = ints(kv, "cat_threshold", bounds[numCat]); err != nil {
 			return tree{}, err
 		}
+	}
+	t.bits = make([]uint32, len(bits))
+	for i, w := range bits {
+		if w < 0 || w > math.MaxUint32 {
+			return tree{}, fmt.Errorf("cat_threshold word %d is not a 32-bit bitset", w)
+		}
+		t.bits[i] = uint32(w)
 	}
 	t.nodes = make([]node, n)
 	for i := range t.nodes {
@@ -392,14 +399,7 @@ func parseTree(ls *lines, numFeatures int) (tree, error) {
 			if c != math.Trunc(c) || c < 0 || c >= float64(numCat) {
 				return tree{}, fmt.Errorf("node %d: categorical threshold %g is not a category set of %d", i, c, numCat)
 			}
-			words := bits[bounds[int(c)]:bounds[int(c)+1]]
-			nd.cats = make([]uint32, len(words))
-			for j, w := range words {
-				if w < 0 || w > math.MaxUint32 {
-					return tree{}, fmt.Errorf("node %d: cat_threshold word %d is not a 32-bit bitset", i, w)
-				}
-				nd.cats[j] = uint32(w)
-			}
+			nd.catStart, nd.catLen = int32(bounds[int(c)]), int32(bounds[int(c)+1]-bounds[int(c)])
 		} else if math.IsNaN(nd.threshold) {
 			return tree{}, fmt.Errorf("node %d: threshold is NaN", i)
 		}

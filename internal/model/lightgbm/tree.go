@@ -24,14 +24,17 @@ type node struct {
 	categorical bool
 	defaultLeft bool
 	missing     uint8
-	// cats is the category bitset of a categorical split.
-	cats []uint32
+	// The category bitset of a categorical split is the tree's
+	// bits[catStart : catStart+catLen].
+	catStart, catLen int32
 }
 
 // tree is one LightGBM tree. A tree with one leaf has no nodes.
 type tree struct {
 	nodes  []node
 	leaves []float64
+	// bits holds the category bitsets of the categorical splits.
+	bits []uint32
 	// linear holds the leaf models of a linear tree, nil otherwise.
 	linear []leafModel
 }
@@ -71,7 +74,7 @@ func (t *tree) leaf(row []float64) int {
 	i := int32(0)
 	for i >= 0 {
 		n := &t.nodes[i]
-		if n.decide(row[n.feature]) {
+		if n.decide(row[n.feature], t.bits) {
 			i = n.left
 		} else {
 			i = n.right
@@ -91,7 +94,7 @@ func (t *tree) leaf(row []float64) int {
 // Categorical: NaN goes right; otherwise v is truncated to an integer (so
 // -0.5 is category 0), and a negative category goes right, the others left
 // when they are in the split's category bitset.
-func (n *node) decide(v float64) bool {
+func (n *node) decide(v float64, bits []uint32) bool {
 	if n.categorical {
 		if v != v || v <= -1 {
 			return false
@@ -103,7 +106,7 @@ func (n *node) decide(v float64) bool {
 		}
 		c := uint64(v)
 		w := c / 32
-		return w < uint64(len(n.cats)) && n.cats[w]>>(c%32)&1 == 1
+		return w < uint64(n.catLen) && bits[uint64(n.catStart)+w]>>(c%32)&1 == 1
 	}
 	if v != v && n.missing != missingNaN {
 		v = 0
