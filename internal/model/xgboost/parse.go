@@ -116,8 +116,8 @@ type jsonLinear struct {
 // column i in the concatenation of all columns' categories.
 type jsonCats struct {
 	Enc []struct {
-		Offsets []int64       `json:"offsets"`
-		Values  []json.Number `json:"values"`
+		Offsets []int64         `json:"offsets"`
+		Values  json.RawMessage `json:"values"`
 	} `json:"enc"`
 	FeatureSegments []int64 `json:"feature_segments"`
 }
@@ -527,14 +527,14 @@ func (c *jsonCats) names() ([][]string, error) {
 	for i, col := range c.Enc {
 		want := seg[i+1] - seg[i]
 		var names []string
-		if col.Offsets != nil { // strings: Arrow's offsets into the bytes of values
-			bytes := make([]byte, len(col.Values))
-			for j, v := range col.Values {
-				b, err := strconv.ParseInt(string(v), 10, 16)
-				if err != nil || b < -128 || b > 255 {
-					return nil, fmt.Errorf("cats: column %d: %s is not a byte", i, v)
-				}
-				bytes[j] = byte(b)
+		if col.Offsets != nil { // strings: Arrow's offsets into the bytes (int8) of values
+			var values []int8
+			if err := json.Unmarshal(col.Values, &values); err != nil {
+				return nil, fmt.Errorf("cats: column %d: %v", i, err)
+			}
+			bytes := make([]byte, len(values))
+			for j, v := range values {
+				bytes[j] = byte(v)
 			}
 			off := col.Offsets
 			if int64(len(off)) != want+1 && !(want == 0 && len(off) == 0) {
@@ -547,10 +547,14 @@ func (c *jsonCats) names() ([][]string, error) {
 				names = append(names, string(bytes[off[j-1]:off[j]]))
 			}
 		} else {
-			if int64(len(col.Values)) != want {
-				return nil, fmt.Errorf("cats: column %d has %d categories, feature_segments says %d", i, len(col.Values), want)
+			var values []json.Number
+			if err := json.Unmarshal(col.Values, &values); err != nil {
+				return nil, fmt.Errorf("cats: column %d: %v", i, err)
 			}
-			for _, v := range col.Values {
+			if int64(len(values)) != want {
+				return nil, fmt.Errorf("cats: column %d has %d categories, feature_segments says %d", i, len(values), want)
+			}
+			for _, v := range values {
 				names = append(names, v.String())
 			}
 		}

@@ -506,12 +506,25 @@ func TestCategoryNames(t *testing.T) {
 			t.Errorf("Categorical = %+v, want %+v", got, want)
 		}
 	})
-	t.Run("segments disagree", func(t *testing.T) {
-		_, err := Parse(withCats(t, data, []any{colour, sizes}, []int{0, 2, 7}), model.Metadata{})
-		if err == nil || !errors.Is(err, model.ErrInvalidModel) || !strings.Contains(err.Error(), "cats: column 0 has 4 offsets for 2 categories") {
-			t.Fatalf("Parse: %v", err)
-		}
-	})
+	for name, tc := range map[string]struct {
+		enc      []any
+		segments []int
+		want     string
+	}{
+		"segments disagree": {[]any{colour, sizes}, []int{0, 2, 7}, "cats: column 0 has 4 offsets for 2 categories"},
+		"not a byte":        {[]any{map[string]any{"offsets": []int{0, 1}, "values": []int{200}}, sizes}, []int{0, 1, 5}, "cats: column 0: json: cannot unmarshal number 200"},
+		"offsets past the bytes": {[]any{map[string]any{"offsets": []int{0, 9}, "values": []int{65}}, sizes}, []int{0, 1, 5},
+			"cats: column 0: offsets out of order or range"},
+		"column count": {[]any{colour, sizes, sizes}, []int{0, 3, 7, 11}, "cats lists 3 columns for 5 features, 2 of them categorical"},
+		"segments":     {[]any{colour, sizes}, []int{0, 3}, "cats: feature_segments does not delimit 2 columns"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse(withCats(t, data, tc.enc, tc.segments), model.Metadata{})
+			if err == nil || !errors.Is(err, model.ErrInvalidModel) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse: %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }
 
 // TestNonFiniteTokens checks that bare NaN and Infinity tokens, which
