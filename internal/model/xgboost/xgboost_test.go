@@ -583,7 +583,7 @@ func TestParseErrors(t *testing.T) {
 		}
 		return string(b)
 	}
-	binary, regression, multiclass, dart, categorical := read("binary.json"), read("regression.json"), read("multiclass.json"), read("dart.json"), read("categorical.json")
+	binaryJSON, regression, multiclass, dart, categorical := read("binary.json"), read("regression.json"), read("multiclass.json"), read("dart.json"), read("categorical.json")
 	ubj := read("linear_multiclass.ubj")
 	early := read("early_stopping.json")
 	replace := func(s, old, new string) []byte {
@@ -601,25 +601,25 @@ func TestParseErrors(t *testing.T) {
 		{"not json", []byte("\x00\x01"), model.Metadata{}, "not an XGBoost model"},
 		{"other json", []byte(`{"a": 1}`), model.Metadata{}, "no learner.gradient_booster"},
 		{"truncated ubjson", []byte(ubj[:len(ubj)/2]), model.Metadata{}, "not an XGBoost UBJSON model"},
-		{"objective", replace(binary, `"binary:logistic"`, `"reg:expectileerror"`), model.Metadata{}, `objective "reg:expectileerror" is not supported (supported: binary:hinge,`},
+		{"objective", replace(binaryJSON, `"binary:logistic"`, `"reg:expectileerror"`), model.Metadata{}, `objective "reg:expectileerror" is not supported (supported: binary:hinge,`},
 		{"several quantiles", replace(regression, `"name":"reg:squarederror"`, `"name":"reg:quantileerror","quantile_loss_param":{"quantile_alpha":"[0.1,0.5,0.9]"}`), model.Metadata{},
 			"reg:quantileerror with 3 quantiles (quantile_alpha [0.1,0.5,0.9]) is not supported"},
-		{"booster", replace(binary, `"name":"gbtree"`, `"name":"gbforest"`), model.Metadata{}, `booster "gbforest" is not supported (supported: gbtree, dart, gblinear)`},
-		{"vector leaves", replace(binary, `"num_nodes":"55","size_leaf_vector":"0"`, `"num_nodes":"55","size_leaf_vector":"3"`), model.Metadata{}, "tree 0: vector leaves (size_leaf_vector 3, multi_strategy multi_output_tree) are not supported"},
+		{"booster", replace(binaryJSON, `"name":"gbtree"`, `"name":"gbforest"`), model.Metadata{}, `booster "gbforest" is not supported (supported: gbtree, dart, gblinear)`},
+		{"vector leaves", replace(binaryJSON, `"num_nodes":"55","size_leaf_vector":"0"`, `"num_nodes":"55","size_leaf_vector":"3"`), model.Metadata{}, "tree 0: vector leaves (size_leaf_vector 3, multi_strategy multi_output_tree) are not supported"},
 		{"multi-target", replace(regression, `"num_target":"1"`, `"num_target":"2"`), model.Metadata{}, "multi-target models (num_target 2) are not supported"},
-		{"split type", replace(binary, `"split_type":[0`, `"split_type":[2`), model.Metadata{}, "tree 0: node 0: split_type 2 is not supported"},
-		{"feature out of range", replace(binary, `"split_indices":[`, `"split_indices":[99`), model.Metadata{}, "split on feature"},
-		{"cycle", replace(binary, `"left_children":[1,`, `"left_children":[0,`), model.Metadata{}, "out of order"},
-		{"class count", []byte(binary), model.Metadata{Classes: []string{"a", "b", "c"}}, "configuration names 3 classes, the model has 2"},
-		{"feature count", []byte(binary), model.Metadata{Features: []string{"a"}}, "configuration names 1 features, the model has 5"},
+		{"split type", replace(binaryJSON, `"split_type":[0`, `"split_type":[2`), model.Metadata{}, "tree 0: node 0: split_type 2 is not supported"},
+		{"feature out of range", replace(binaryJSON, `"split_indices":[`, `"split_indices":[99`), model.Metadata{}, "split on feature"},
+		{"cycle", replace(binaryJSON, `"left_children":[1,`, `"left_children":[0,`), model.Metadata{}, "out of order"},
+		{"class count", []byte(binaryJSON), model.Metadata{Classes: []string{"a", "b", "c"}}, "configuration names 3 classes, the model has 2"},
+		{"feature count", []byte(binaryJSON), model.Metadata{Features: []string{"a"}}, "configuration names 1 features, the model has 5"},
 		{"classes for a regressor", []byte(regression), model.Metadata{Classes: []string{"a", "b"}}, "classes for a regression model"},
-		{"base score", replace(binary, `"base_score":"5E-1"`, `"base_score":"2"`), model.Metadata{}, "base_score 2 is not a probability"},
+		{"base score", replace(binaryJSON, `"base_score":"5E-1"`, `"base_score":"2"`), model.Metadata{}, "base_score 2 is not a probability"},
 		{"base score count", replace(multiclass, `"base_score":"5E-1"`, `"base_score":"[1,2]"`), model.Metadata{}, "base_score [1,2] has 2 values for 3 output groups"},
 		{"base score NaN", replace(regression, `"base_score":"5E1"`, `"base_score":"[NaN]"`), model.Metadata{}, `base_score "[NaN]" is not a number`},
-		{"too many features", replace(binary, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"100001"`), model.Metadata{}, "num_feature 100001 is more than the 100000 supported"},
-		{"no features", replace(binary, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"0"`), model.Metadata{}, "num_feature is 0: the model takes no features"},
+		{"too many features", replace(binaryJSON, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"100001"`), model.Metadata{}, "num_feature 100001 is more than the 100000 supported"},
+		{"no features", replace(binaryJSON, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"0"`), model.Metadata{}, "num_feature is 0: the model takes no features"},
 		{"too many classes", replace(multiclass, `"num_class":"3"`, `"num_class":"10001"`), model.Metadata{}, "num_class 10001 is more than the 10000 supported"},
-		{"classes for one output", replace(binary, `"num_class":"0"`, `"num_class":"3"`), model.Metadata{}, "num_class 3 with objective binary:logistic, which predicts one value"},
+		{"classes for one output", replace(binaryJSON, `"num_class":"0"`, `"num_class":"3"`), model.Metadata{}, "num_class 3 with objective binary:logistic, which predicts one value"},
 		{"dart without weights", replace(dart, `"weight_drop":[`, `"weight_dropped":[`), model.Metadata{}, "dart booster without weight_drop"},
 		{"dart weight count", replace(dart, `"weight_drop":[`, `"weight_drop":[1,`), model.Metadata{}, "dart weight_drop lists 31 weights for 30 trees"},
 		{"best iteration", replace(early, `"best_iteration":"5"`, `"best_iteration":"-1"`), model.Metadata{}, `learner attribute best_iteration "-1" is not an iteration`},
