@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/lightgbm"
 	"github.com/modelwatch/modelwatch/internal/model/onnx"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
 	"github.com/modelwatch/modelwatch/internal/repository"
@@ -160,7 +162,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	repoOpts := repository.Options{
 		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
-		Runtimes: []model.Runtime{xgboost.Runtime, onnx.Runtime},
+		Runtimes: runtimes(),
 		Dir:      cfg.ModelRepository,
 	}
 	if cfg.EmbeddedModel {
@@ -274,6 +276,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		logger.Info("shut down cleanly")
 	}
 	return firstErr
+}
+
+// runtimes lists the model file formats a version directory may hold, in the
+// order they are looked for.
+func runtimes() []model.Runtime {
+	return append(slices.Clone(xgboost.Runtimes), lightgbm.Runtime, onnx.Runtime)
 }
 
 // newMetricsHandler serves the registry's metrics. Scrapes that arrive while
