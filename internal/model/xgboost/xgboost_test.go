@@ -617,6 +617,8 @@ func TestParseErrors(t *testing.T) {
 		{"base score count", replace(multiclass, `"base_score":"5E-1"`, `"base_score":"[1,2]"`), model.Metadata{}, "base_score [1,2] has 2 values for 3 output groups"},
 		{"base score NaN", replace(regression, `"base_score":"5E1"`, `"base_score":"[NaN]"`), model.Metadata{}, `base_score "[NaN]" is not a number`},
 		{"too many features", replace(binaryJSON, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"100001"`), model.Metadata{}, "num_feature 100001 is more than the 100000 supported"},
+		{"too many trees", []byte(`{"learner":{"gradient_booster":{"name":"gbtree","model":{"trees":[` + strings.Repeat("{},", MaxTrees) +
+			`{}],"tree_info":[]}},"learner_model_param":{"num_feature":"1"},"objective":{"name":"reg:squarederror"}}}`), model.Metadata{}, "1000001 trees, more than the 1000000 supported"},
 		{"no features", replace(binaryJSON, `"num_class":"0","num_feature":"5"`, `"num_class":"0","num_feature":"0"`), model.Metadata{}, "num_feature is 0: the model takes no features"},
 		{"too many classes", replace(multiclass, `"num_class":"3"`, `"num_class":"10001"`), model.Metadata{}, "num_class 10001 is more than the 10000 supported"},
 		{"classes for one output", replace(binaryJSON, `"num_class":"0"`, `"num_class":"3"`), model.Metadata{}, "num_class 3 with objective binary:logistic, which predicts one value"},
