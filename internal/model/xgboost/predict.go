@@ -41,6 +41,8 @@ const maxCategory = 1 << 24
 
 // Predict implements model.Model. A NaN value is missing: it takes each
 // split's default branch in a tree model and adds nothing in a linear one.
+// A categorical feature's value is its category code, as XGBoost's DMatrix
+// holds it; a value that is no category of a split goes left.
 func (m *Model) Predict(ctx context.Context, in model.Batch) (model.Result, error) {
 	if in.Cols != len(m.meta.Features) || len(in.Values) != in.Rows*in.Cols {
 		return model.Result{}, fmt.Errorf("batch of %dx%d values for a model with %d features", in.Rows, in.Cols, len(m.meta.Features))
