@@ -49,6 +49,10 @@ type leafModel struct {
 
 // predict returns the tree's output for a row, as Tree::Predict does: a
 // linear leaf whose features include a NaN answers its constant leaf_value.
+// A linear leaf's multiply-adds are fused (one rounding each): LightGBM's
+// predictions for the linear model in testdata match only so, as a compiler
+// that contracts "output += coeff * value" into FMA computes them (the
+// default on arm64); a LightGBM build without FMA may differ in the last bit.
 func (t *tree) predict(row []float64) float64 {
 	leaf := t.leaf(row)
 	if t.linear == nil {
