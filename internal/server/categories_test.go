@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"runtime"
 	"strings"
@@ -50,8 +52,12 @@ func echoModel(name, typ string, acceptsMissing bool) *modeltest.Model {
 // newCategoricalHarness serves the echo models: shop_xgb as XGBoost (an
 // unknown category is refused), shop_lgb as LightGBM (an unknown category
 // is missing), and shop_strict as LightGBM taking no missing values.
-func newCategoricalHarness(t *testing.T) *harness {
-	h := newHarness(t, nil)
+func newCategoricalHarness(t *testing.T, mutate ...func(*Options)) *harness {
+	h := newHarness(t, func(o *Options) {
+		for _, f := range mutate {
+			f(o)
+		}
+	})
 	for _, m := range []*modeltest.Model{
 		echoModel("shop_xgb", "xgboost", true),
 		echoModel("shop_lgb", "lightgbm", true),
@@ -356,5 +362,26 @@ func TestV2TensorPerFeature(t *testing.T) {
 				t.Errorf("%d %q\nwant %d %q", rec.Code, got, tc.status, tc.want)
 			}
 		})
+	}
+}
+
+// TestCategoryNamesLoggedAtDebugOnly: a name a client sends appears in the
+// log at debug level only, with the rejection it caused.
+func TestCategoryNamesLoggedAtDebugOnly(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var buf bytes.Buffer
+		h := newCategoricalHarness(t, func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
+		})
+		for _, m := range []string{"shop_xgb", "shop_lgb", "shop_strict"} {
+			h.predict(`{"model_name": "` + m + `", "inputs": [[1, "secret-name", 2, 3]]}`)
+			h.predict(`{"model_name": "` + m + `", "inputs": [["secret-amount", "online", 2, 3]]}`)
+			h.do("POST", "/v2/models/"+m+"/infer", "application/json",
+				`{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "BYTES", "data": ["1", "secret-bytes", "2", "3"]}]}`)
+		}
+		logged := strings.Contains(buf.String(), "secret-")
+		if want := level == slog.LevelDebug; logged != want {
+			t.Errorf("at level %v, a name is in the log: %v, want %v\n%s", level, logged, want, buf.String())
+		}
 	}
 }
