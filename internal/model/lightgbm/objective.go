@@ -101,10 +101,10 @@ func parseObjective(s string) (objective, error) {
 		if o.classes, err = takeClasses(o.name, take); err != nil {
 			return o, err
 		}
-	case "cross_entropy":
+	case "cross_entropy", "xentropy": // xentropy: the name in early 2.x files
 		o.link = linkSigmoid
 		o.sigmoid = 1
-	case "cross_entropy_lambda":
+	case "cross_entropy_lambda", "xentlambda":
 		o.link = linkLog1pExp
 	case "lambdarank", "rank_xendcg", "custom", "none":
 		o.link = linkIdentity

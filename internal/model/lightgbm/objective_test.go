@@ -40,6 +40,8 @@ func TestObjectives(t *testing.T) {
 		{"regression", "regression", "poisson", one(math.Exp), ulps},
 		{"regression", "regression", "tweedie", one(math.Exp), ulps},
 		{"small_tree", "regression", "cross_entropy", one(sigmoid(1)), probUlps},
+		{"small_tree", "regression", "xentropy", one(sigmoid(1)), probUlps},
+		{"small_tree", "regression", "xentlambda", one(func(x float64) float64 { return math.Log(1 + math.Exp(x)) }), ulps},
 		// LightGBM writes log(1+exp(x)), not log1p.
 		{"small_tree", "regression", "cross_entropy_lambda", one(func(x float64) float64 { return math.Log(1 + math.Exp(x)) }), ulps},
 		{"binary_classification", "binary sigmoid:1", "binary sigmoid:0.5", binary(0.5), probUlps},
