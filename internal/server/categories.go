@@ -23,7 +23,9 @@ import (
 //     a missing value, routed as the trees route missing values.
 //   - XGBoost 3.1 and later re-code a DataFrame's categories to the training
 //     ones and raise "Found a category not in the training set" for one it
-//     does not know; the server refuses it too (422 invalid_input).
+//     does not know (its documented way around is a pd.Categorical with the
+//     training categories, which makes the unknown one missing); the server
+//     refuses it too (422 invalid_input), and takes null as missing.
 //
 // Any other runtime with named categories takes an unknown name as missing,
 // as pandas does.
@@ -116,7 +118,7 @@ func (idx *categoryIndex) code(meta *model.Metadata, col int, name string) (floa
 	}
 	switch {
 	case !unknownIsMissing(meta):
-		return 0, fmt.Sprintf("%s is not a category of %s in model %s %s (GET /v2/models/%s/versions/%s lists them)",
+		return 0, fmt.Sprintf("%s is not a category of %s in model %s %s (GET /v2/models/%s/versions/%s lists them; null is a missing value)",
 			quoteName(name), feature, meta.Name, meta.Version, meta.Name, meta.Version)
 	case !meta.AcceptsMissing:
 		return 0, fmt.Sprintf("%s is not a category of %s, which makes it a missing value, and model %s takes no missing values",
