@@ -1,15 +1,49 @@
 // Package lightgbm evaluates LightGBM tree ensembles in pure Go from the text
-// model format (Booster.save_model, "version=v2" to "v4": LightGBM 2.x to 4.x).
+// model format (Booster.save_model, "version=v2" to "v4": LightGBM 2.x to 4.x),
+// answering what LightGBM 4.x's own predict answers for the same rows.
 //
 // dmitryikh/leaves, the Go library that reads these files, has had no release
 // since 2023, accepts only "version=v2" (files from LightGBM < 2.3), and lacks
 // linear trees and most objectives, so this package implements what LightGBM's
 // own predictor does (src/io/tree.cpp, include/LightGBM/tree.h,
-// src/boosting/gbdt_model_text.cpp, src/objective): numerical splits with
-// LightGBM's missing-value rules, categorical bitset splits, linear trees,
-// average_output (random forest mode), and the link function of every built-in
-// objective. Like LightGBM it works in float64 throughout; the tests compare
-// its output with LightGBM's own predictions.
+// src/boosting/gbdt_model_text.cpp, src/boosting/gbdt_prediction.cpp,
+// src/objective):
+//
+//   - raw scores: the sum, in float64 and tree order, of each tree's output,
+//     one sum per tree of an iteration (num_tree_per_iteration: one per class
+//     for multiclass and multiclassova, trees interleaved by class). With
+//     average_output (random forest mode) the sums are divided by the number
+//     of iterations, then the link applies, as LightGBM 3.x and 4.x do (2.x
+//     skipped the link for random forests).
+//   - numerical splits: a value within kZeroThreshold (1e-35f) of zero is
+//     zero; NaN counts as 0 unless the split's missing type is NaN; a missing
+//     value (NaN for missing type NaN, zero for missing type Zero, as
+//     zero_as_missing trains) takes the split's default direction; otherwise
+//     value <= threshold goes left.
+//   - categorical splits: NaN goes right; a value is truncated to an integer
+//     category code; a negative code, or one not in the split's bitset
+//     (cat_boundaries, cat_threshold), goes right. LightGBM's Python package
+//     turns a category name it did not see in training into NaN (pandas
+//     set_categories, then code -1 replaced by NaN), so an unknown name is a
+//     missing value and goes right at every categorical split.
+//   - linear trees (is_linear): the leaf's constant plus its coefficients
+//     times its features, or its leaf_value when one of them is NaN.
+//   - objectives and their links: binary (classifier; 1/(1+exp(-sigmoid*x))),
+//     multiclass (classifier; softmax), multiclassova (classifier; the binary
+//     link per class, which need not sum to 1), regression, regression_l1,
+//     huber, fair, quantile, mape (identity, or sign(x)*x*x with reg_sqrt),
+//     poisson, gamma, tweedie (exp), cross_entropy (sigmoid),
+//     cross_entropy_lambda (log(1+exp(x))), lambdarank and rank_xendcg (the
+//     score), and no objective line, a custom objective (the raw scores).
+//   - category names: the "pandas_categorical:" line the Python package
+//     writes names the categories of each categorical DataFrame column;
+//     Metadata.Categorical lists them in code order when the file's
+//     categorical features and the lists match one to one.
+//
+// Other objectives and format versions, missing type 3, and files whose
+// trees are not trees are refused at load with an error that names them.
+// The tests compare predictions with LightGBM's own on files that LightGBM
+// 2.x, 3.x and 4.x wrote (testdata/README.md).
 package lightgbm
 
 import (
