@@ -20,7 +20,6 @@ import (
 	"github.com/modelwatch/modelwatch/internal/batch"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/model/onnx"
-	"github.com/modelwatch/modelwatch/internal/model/xgboost"
 	"github.com/modelwatch/modelwatch/models"
 )
 
@@ -36,7 +35,7 @@ func loadModel(repo, name, version, ortLib string) (model.Model, error) {
 	if repo != "" {
 		fsys = os.DirFS(repo)
 	}
-	loaded, _, err := model.LoadDir(fsys, name, []model.Runtime{xgboost.Runtime, onnx.Runtime})
+	loaded, _, err := model.LoadDir(fsys, name, runtimes())
 	if err != nil {
 		return nil, err
 	}
