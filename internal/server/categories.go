@@ -38,8 +38,8 @@ func unknownIsMissing(meta *model.Metadata) bool { return meta.Type != "xgboost"
 // into codes: for each column, whether it is categorical and the code of
 // each name.
 type categoryIndex struct {
-	// cols has an entry per feature up to the last categorical one; nil
-	// for a numeric feature.
+	// cols has an entry per feature (none for a model without categorical
+	// features); nil for a numeric feature.
 	cols []*featureCodes
 }
 
