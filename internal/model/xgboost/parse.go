@@ -314,7 +314,8 @@ func (m *Model) parseTrees(b *jsonBooster, attributes map[string]string, numFeat
 		if g < 0 || g >= m.groups {
 			return nil, fmt.Errorf("tree %d adds to output group %d of %d", i, g, m.groups)
 		}
-		t.group, t.weight = g, 1
+		t.group, t.weight = int32(g), 1
+		m.categorical = m.categorical || t.cats != nil
 		if weights != nil {
 			t.weight = float32(weights[i])
 		}
@@ -382,7 +383,7 @@ func convertTree(raw json.RawMessage, numFeature int, nodeBudget *int, catFeatur
 	}
 	t := tree{nodes: make([]node, n)}
 	if slices.Contains(jt.SplitType, 1) {
-		t.catSet = make([]int32, n)
+		t.cats = &categories{of: make([]int32, n)}
 	}
 	for i := range t.nodes {
 		l, r := jt.LeftChildren[i], jt.RightChildren[i]
@@ -407,7 +408,7 @@ func convertTree(raw json.RawMessage, numFeature int, nodeBudget *int, catFeatur
 			switch jt.SplitType[i] {
 			case 0:
 			case 1:
-				t.catSet[i] = -1 // a categorical split; its set is given below
+				t.cats.of[i] = -1 // a categorical split; its set is given below
 				catFeatures[int(f)] = true
 			default:
 				return tree{}, fmt.Errorf("node %d: split_type %d is not supported", i, jt.SplitType[i])
@@ -434,7 +435,7 @@ func (t *tree) readCategories(jt *jsonTree) error {
 			return fmt.Errorf("categories_nodes[%d] = %d is out of order or range", j, nid)
 		}
 		prev = nid
-		if t.catSet == nil || t.catSet[nid] != -1 {
+		if t.cats == nil || t.cats.of[nid] != -1 {
 			return fmt.Errorf("node %d lists categories but is not a categorical split", nid)
 		}
 		beg, size := jt.CategoriesSegments[j], jt.CategoriesSizes[j]
@@ -449,19 +450,22 @@ func (t *tree) readCategories(jt *jsonTree) error {
 			set[i] = int32(c)
 		}
 		slices.Sort(set)
-		t.cats = append(t.cats, set)
-		t.catSet[nid] = int32(len(t.cats))
+		t.cats.sets = append(t.cats.sets, set)
+		t.cats.of[nid] = int32(len(t.cats.sets))
+	}
+	if t.cats == nil {
+		return nil
 	}
 	empty := int32(0)
-	for i, set := range t.catSet {
+	for i, set := range t.cats.of {
 		if set != -1 {
 			continue
 		}
 		if empty == 0 {
-			t.cats = append(t.cats, nil)
-			empty = int32(len(t.cats))
+			t.cats.sets = append(t.cats.sets, nil)
+			empty = int32(len(t.cats.sets))
 		}
-		t.catSet[i] = empty
+		t.cats.of[i] = empty
 	}
 	return nil
 }

@@ -17,15 +17,19 @@ type node struct {
 }
 
 type tree struct {
-	nodes []node
-	// catSet is nil for a tree without categorical splits. Otherwise
-	// catSet[i] is 0 for a numerical split or a leaf, and for a categorical
-	// split one more than the index of the split's category set in cats.
-	catSet []int32
-	// cats holds the sorted category sets of the tree's categorical splits.
-	cats   [][]int32
-	group  int     // output group (class) the tree adds to
-	weight float32 // dart's weight_drop, 1 for gbtree
+	nodes  []node
+	cats   *categories // nil for a tree without categorical splits
+	group  int32       // output group (class) the tree adds to
+	weight float32     // dart's weight_drop, 1 for gbtree
+}
+
+// categories holds the category sets of a tree's categorical splits.
+type categories struct {
+	// of[i] is 0 for node i if it is a numerical split or a leaf, and for a
+	// categorical split one more than the index of its set in sets.
+	of []int32
+	// sets are sorted; a split sends the categories of its set right.
+	sets [][]int32
 }
 
 // linear is a gblinear model: weights[f*groups+g] is feature f's weight in
@@ -73,52 +77,74 @@ func (m *Model) Predict(ctx context.Context, in model.Batch) (model.Result, erro
 // addTrees adds the trees' leaf values to margin, in float32 and in tree
 // order as XGBoost does.
 func (m *Model) addTrees(row []float32, margin []float32) {
+	if m.categorical {
+		m.addCategoricalTrees(row, margin)
+		return
+	}
 	for ti := range m.trees {
 		t := &m.trees[ti]
 		nodes := t.nodes
 		i := int32(0)
-		if t.catSet == nil {
-			for {
-				nd := &nodes[i]
-				if nd.feature < 0 {
-					break
-				}
-				v := row[nd.feature]
-				switch {
-				case v != v: // NaN: missing
-					i = nd.missing
-				case v < nd.threshold:
-					i = nd.left
-				default:
-					i = nd.right
-				}
+		for {
+			nd := &nodes[i]
+			if nd.feature < 0 {
+				break
 			}
-		} else {
-			for {
-				nd := &nodes[i]
-				if nd.feature < 0 {
-					break
-				}
-				v := row[nd.feature]
-				switch set := t.catSet[i]; {
-				case v != v: // NaN: missing
-					i = nd.missing
-				case set != 0:
-					if inCategories(t.cats[set-1], v) {
-						i = nd.right
-					} else {
-						i = nd.left
-					}
-				case v < nd.threshold:
-					i = nd.left
-				default:
-					i = nd.right
-				}
+			v := row[nd.feature]
+			switch {
+			case v != v: // NaN: missing
+				i = nd.missing
+			case v < nd.threshold:
+				i = nd.left
+			default:
+				i = nd.right
 			}
 		}
 		// The explicit conversion keeps the product rounded to float32 before
 		// the sum, as XGBoost computes it, on machines that fuse multiply-add.
 		margin[t.group] += float32(t.weight * nodes[i].threshold)
+	}
+}
+
+// addCategoricalTrees is addTrees for a model with categorical splits. It is
+// a loop of its own so that the loop over numerical splits alone, which
+// most models have, stays as short as it can be.
+func (m *Model) addCategoricalTrees(row []float32, margin []float32) {
+	for ti := range m.trees {
+		t := &m.trees[ti]
+		margin[t.group] += float32(t.weight * t.leaf(row))
+	}
+}
+
+// leaf returns the value of the leaf that row reaches in t.
+func (t *tree) leaf(row []float32) float32 {
+	var of []int32
+	var sets [][]int32
+	if t.cats != nil {
+		of, sets = t.cats.of, t.cats.sets
+	}
+	nodes := t.nodes
+	i := int32(0)
+	for {
+		nd := &nodes[i]
+		if nd.feature < 0 {
+			return nd.threshold
+		}
+		v := row[nd.feature]
+		switch {
+		case v != v: // NaN: missing
+			i = nd.missing
+		case of != nil && of[i] != 0:
+			if inCategories(sets[of[i]-1], v) {
+				i = nd.right
+			} else {
+				i = nd.left
+			}
+		case v < nd.threshold:
+			i = nd.left
+		default:
+			i = nd.right
+		}
 	}
 }
 

@@ -97,7 +97,9 @@ type Model struct {
 	// trees is empty for a gblinear model, linear nil for a tree model.
 	trees  []tree
 	linear *linear
-	groups int
+	// categorical reports whether a tree has a categorical split.
+	categorical bool
+	groups      int
 	// baseMargin holds one margin per output group, the intercept every
 	// prediction starts from.
 	baseMargin []float32
