@@ -52,6 +52,11 @@ type Metadata struct {
 	// as the training library encoded it) or, where Categories names them,
 	// as a category name that the server turns into its code.
 	Categorical []CategoricalFeature
+	// UnknownCategoryIsMissing says what a category name the model does not
+	// know stands for: a missing value when true (LightGBM, whose pandas
+	// handling turns an unseen category into NaN), a refused input when false
+	// (XGBoost 3.1 and later refuse a category not in the training set).
+	UnknownCategoryIsMissing bool
 	// InputTensors and OutputTensors describe the model's tensors, as the
 	// Open Inference Protocol's metadata endpoint shows them.
 	InputTensors, OutputTensors []TensorSpec

@@ -27,12 +27,8 @@ import (
 //     training categories, which makes the unknown one missing); the server
 //     refuses it too (422 invalid_input), and takes null as missing.
 //
-// Any other runtime with named categories takes an unknown name as missing,
-// as pandas does.
-
-// unknownIsMissing reports whether a category name the model does not know
-// is a missing value for the model (true) or refused (false).
-func unknownIsMissing(meta *model.Metadata) bool { return meta.Type != "xgboost" }
+// Each runtime says which rule is its library's in
+// model.Metadata.UnknownCategoryIsMissing.
 
 // categoryIndex is what the server needs to turn a model's category names
 // into codes: for each column, whether it is categorical and the code of
@@ -117,7 +113,7 @@ func (idx *categoryIndex) code(meta *model.Metadata, col int, name string) (floa
 		return float64(c), ""
 	}
 	switch {
-	case !unknownIsMissing(meta):
+	case !meta.UnknownCategoryIsMissing:
 		return 0, fmt.Sprintf("%s is not a category of %s in model %s %s (GET /v2/models/%s/versions/%s lists them; null is a missing value)",
 			quoteName(name), feature, meta.Name, meta.Version, meta.Name, meta.Version)
 	case !meta.AcceptsMissing:

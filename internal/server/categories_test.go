@@ -27,7 +27,8 @@ func echoModel(name, typ string, acceptsMissing bool) *modeltest.Model {
 	return &modeltest.Model{
 		Meta: model.Metadata{
 			Name: name, Version: "1", Type: typ, Outputs: 4, AcceptsMissing: acceptsMissing,
-			Features: []string{"amount", "channel", "merchant", "hour"},
+			UnknownCategoryIsMissing: typ != "xgboost",
+			Features:                 []string{"amount", "channel", "merchant", "hour"},
 			Categorical: []model.CategoricalFeature{
 				{Index: 1, Categories: []string{"online", "store", "phone"}},
 				{Index: 2},
@@ -212,7 +213,7 @@ func TestCategoricalMetadata(t *testing.T) {
 	rec := h.do("GET", "/v2/models/shop_lgb", "", "")
 	want := `{"inputs":[{"name":"input","datatype":"FP32","shape":[-1,4]}],"name":"shop_lgb","outputs":[{"name":"value","datatype":"FP32","shape":[-1,4]}],` +
 		`"parameters":{"categorical":{"channel":["online","store","phone"],"merchant":null},"features":["amount","channel","merchant","hour"],"version":"1"},` +
-		`"platform":"lightgbm","versions":["1"]}`
+		`"platform":"lightgbm_txt","versions":["1"]}`
 	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != want {
 		t.Errorf("v2 metadata: %d\n%s\nwant\n%s", rec.Code, rec.Body, want)
 	}
@@ -238,7 +239,7 @@ func TestCategoricalMetadata(t *testing.T) {
 
 func TestCategoryIndex(t *testing.T) {
 	meta := &model.Metadata{
-		Name: "m", Version: "1", Type: "lightgbm", AcceptsMissing: true,
+		Name: "m", Version: "1", Type: "lightgbm", AcceptsMissing: true, UnknownCategoryIsMissing: true,
 		Features: []string{"a", "b", "c"},
 		Categorical: []model.CategoricalFeature{
 			{Index: 2, Categories: []string{"x", "y", "x"}},

@@ -144,7 +144,7 @@ func FuzzDecodePredict(f *testing.F) {
 // fuzzCategoricalMeta is a LightGBM model of cols features whose even
 // columns are categorical with the names a, b and c (column 0 by code only).
 func fuzzCategoricalMeta(cols int) model.Metadata {
-	meta := model.Metadata{Name: "fuzz", Version: "1", Type: "lightgbm", AcceptsMissing: true, Features: make([]string, cols)}
+	meta := model.Metadata{Name: "fuzz", Version: "1", Type: "lightgbm", AcceptsMissing: true, UnknownCategoryIsMissing: true, Features: make([]string, cols)}
 	for i := range cols {
 		meta.Features[i] = fmt.Sprintf("f%d", i)
 		if i%2 == 0 {

@@ -91,7 +91,7 @@ func tensorMeta(specs []model.TensorSpec) []v2TensorMeta {
 }
 
 // platforms names each runtime the way KServe and Triton clients expect.
-var platforms = map[string]string{"xgboost": "xgboost_json", "onnx": "onnxruntime_onnx"}
+var platforms = map[string]string{"xgboost": "xgboost_json", "lightgbm": "lightgbm_txt", "onnx": "onnxruntime_onnx"}
 
 func (s *Server) v2Metadata(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
 	name, ver := r.PathValue("model"), r.PathValue("version")
@@ -502,11 +502,18 @@ func (s *Server) featureColumns(v *view, inputs boundedList[v2Input, maxInputs])
 // probabilities and labels for a classifier, predictions for a regressor.
 func rowOutputs(meta *model.Metadata, out outcome) []model.Tensor {
 	res := out.result
-	vals := make([]float32, len(res.Values))
-	for i, x := range res.Values {
-		vals[i] = float32(x)
+	main := model.Tensor{Name: meta.PredictionOutput, DataType: model.FP32, Shape: []int64{int64(res.Rows), int64(res.Cols)}}
+	if predictionType(meta) == model.FP64 {
+		// A runtime that computes in double precision (LightGBM) declares
+		// FP64 and answers it unrounded.
+		main.DataType, main.Data = model.FP64, res.Values
+	} else {
+		vals := make([]float32, len(res.Values))
+		for i, x := range res.Values {
+			vals[i] = float32(x)
+		}
+		main.Data = vals
 	}
-	main := model.Tensor{Name: meta.PredictionOutput, DataType: model.FP32, Shape: []int64{int64(res.Rows), int64(res.Cols)}, Data: vals}
 	if !meta.IsClassifier() {
 		return []model.Tensor{main}
 	}
@@ -521,6 +528,17 @@ func rowOutputs(meta *model.Metadata, out outcome) []model.Tensor {
 		}
 	}
 	return ts
+}
+
+// predictionType is the datatype the model declares for its prediction
+// output, FP32 unless it says otherwise.
+func predictionType(meta *model.Metadata) model.DataType {
+	for _, spec := range meta.OutputTensors {
+		if spec.Name == meta.PredictionOutput {
+			return spec.DataType
+		}
+	}
+	return model.FP32
 }
 
 func selectOutputs(ts []model.Tensor, wanted []string) ([]v2Output, *apiError) {

@@ -150,6 +150,7 @@ func parse(data []byte, meta model.Metadata) (*Model, error) {
 	meta.Type = Type
 	meta.AcceptsMissing = true
 	meta.Categorical = cats
+	meta.UnknownCategoryIsMissing = true
 	if err := fillNames(&meta, names, obj, perIter); err != nil {
 		return nil, err
 	}
