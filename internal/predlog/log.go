@@ -1,0 +1,479 @@
+package predlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configures a Log. DefaultOptions gives every default; New fills a
+// zero size or duration with its default.
+type Options struct {
+	// QueueSize bounds the records waiting to be written (default 65536).
+	// A request whose rows do not all fit is dropped whole (queue_full).
+	QueueSize int
+	// BatchSize is the most records written in one batch (default 1000).
+	BatchSize int
+	// MaxDelay is the longest a record waits for its batch to fill before
+	// it is written (default 100ms).
+	MaxDelay time.Duration
+	// Sample is the share of requests logged, in [0, 1]; which requests is
+	// decided by a hash of the request id, the same on every replica, so a
+	// request is logged whole or not at all.
+	Sample float64
+	// Retries is the attempts at writing a batch before it goes to the
+	// spool or is dropped (default 3), RetryBackoff the wait after the first
+	// failed one, doubled after each (default 100ms).
+	Retries      int
+	RetryBackoff time.Duration
+	// WriteTimeout bounds one attempt at writing a batch (default 10s).
+	WriteTimeout time.Duration
+	// Spool, when set, keeps the batches the store could not take, and
+	// replays them every ReplayInterval (default 2s) until the store takes
+	// them.
+	Spool          *Spool
+	ReplayInterval time.Duration
+	// PruneInterval is how often the store's Prune runs (default 10m); it
+	// runs once at start too. Negative turns pruning off.
+	PruneInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives the store's errors (default: discarded).
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns the defaults: every request logged.
+func DefaultOptions() Options {
+	return Options{
+		QueueSize:      65536,
+		BatchSize:      1000,
+		MaxDelay:       100 * time.Millisecond,
+		Sample:         1,
+		Retries:        3,
+		RetryBackoff:   100 * time.Millisecond,
+		WriteTimeout:   10 * time.Second,
+		ReplayInterval: 2 * time.Second,
+		PruneInterval:  10 * time.Minute,
+		Now:            time.Now,
+	}
+}
+
+// Log is the asynchronous front of a Store: Append queues the records of a
+// request without waiting for the store, and one writer goroutine writes
+// them in batches. Everything that does not reach the store or the spool is
+// counted in model_prediction_log_dropped_total by reason.
+type Log struct {
+	store     Store
+	opts      Options
+	m         *metrics
+	log       *slog.Logger
+	threshold uint64 // a request is logged when hash(id) < threshold
+	all       bool   // Sample == 1
+
+	mu     sync.Mutex
+	buf    []Record // ring of queued records, oldest at head
+	head   int
+	n      int
+	closed bool
+
+	wake    chan struct{} // a record arrived in an empty queue, or a batch filled
+	drain   chan struct{} // closed by Close: write what is queued and stop
+	stopped chan struct{} // closed when the writer has returned
+	ctx     context.Context
+	abort   context.CancelFunc // Close's deadline passed
+}
+
+// New starts a Log writing to store, with its metrics registered with reg.
+// It returns an error for options out of range. The Log does not close the
+// store.
+func New(store Store, opts Options, reg prometheus.Registerer) (*Log, error) {
+	d := DefaultOptions()
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = d.QueueSize
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = d.BatchSize
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = d.MaxDelay
+	}
+	if opts.Retries <= 0 {
+		opts.Retries = d.Retries
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = d.RetryBackoff
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = d.WriteTimeout
+	}
+	if opts.ReplayInterval <= 0 {
+		opts.ReplayInterval = d.ReplayInterval
+	}
+	if opts.PruneInterval == 0 {
+		opts.PruneInterval = d.PruneInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !(opts.Sample >= 0 && opts.Sample <= 1) {
+		return nil, fmt.Errorf("prediction log sample share %v is not between 0 and 1", opts.Sample)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Log{
+		store:   store,
+		opts:    opts,
+		log:     opts.Logger.With("component", "predlog"),
+		all:     opts.Sample == 1,
+		buf:     make([]Record, opts.QueueSize),
+		wake:    make(chan struct{}, 1),
+		drain:   make(chan struct{}),
+		stopped: make(chan struct{}),
+		ctx:     ctx,
+		abort:   cancel,
+	}
+	l.threshold = sampleThreshold(opts.Sample)
+	l.m = newMetrics(reg, l)
+	go l.run()
+	return l, nil
+}
+
+// sampleThreshold maps a share in [0, 1) to the bound under which a hash is
+// kept.
+func sampleThreshold(share float64) uint64 {
+	if share >= 1 {
+		return math.MaxUint64
+	}
+	return uint64(share * (1 << 64))
+}
+
+// Sampled reports whether the request with this id is logged under the
+// Log's sample share.
+func (l *Log) Sampled(requestID string) bool {
+	return l.all || hashID(requestID) < l.threshold
+}
+
+// hashID is FNV-1a over the id, then SplitMix64's finaliser so that ids
+// differing in their last characters spread over the whole range. It is
+// fixed, so every replica samples the same requests.
+func hashID(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
+
+// Append queues the records of one request's rows (all with the same
+// RequestID) to be written, and never waits for the store. The Log keeps
+// the records' Input and Output slices until they are written: the caller
+// must not change them. A request outside the sample share is counted as
+// sampled out; one whose rows do not all fit in the queue, or that comes
+// after Close, is dropped whole and counted.
+func (l *Log) Append(recs []Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if !l.Sampled(recs[0].RequestID) {
+		l.m.sampledOut.Add(float64(len(recs)))
+		return
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(len(recs)))
+		return
+	}
+	if l.n+len(recs) > len(l.buf) {
+		l.mu.Unlock()
+		l.m.dropped.WithLabelValues(DropQueueFull).Add(float64(len(recs)))
+		return
+	}
+	was := l.n
+	at := l.head + l.n
+	for i := range recs {
+		if at >= len(l.buf) {
+			at -= len(l.buf)
+		}
+		l.buf[at] = recs[i]
+		at++
+	}
+	l.n += len(recs)
+	now := l.n
+	l.mu.Unlock()
+	if was == 0 || (was < l.opts.BatchSize && now >= l.opts.BatchSize) {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// QueueLen returns the number of records waiting to be written.
+func (l *Log) QueueLen() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+// Lag returns the age of the oldest queued record (by its Time), 0 when the
+// queue is empty.
+func (l *Log) Lag() time.Duration {
+	l.mu.Lock()
+	if l.n == 0 {
+		l.mu.Unlock()
+		return 0
+	}
+	t := l.buf[l.head].Time
+	l.mu.Unlock()
+	return max(l.opts.Now().Sub(t), 0)
+}
+
+// take moves up to BatchSize queued records into batch.
+func (l *Log) take(batch []Record) []Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := min(l.n, l.opts.BatchSize)
+	for range k {
+		batch = append(batch, l.buf[l.head])
+		l.buf[l.head] = Record{}
+		l.head++
+		if l.head == len(l.buf) {
+			l.head = 0
+		}
+	}
+	l.n -= k
+	return batch
+}
+
+// Close stops taking records and writes what is queued, returning when it
+// is written (or spooled) or when ctx is done, whichever is first; records
+// still queued then are dropped and counted (reason shutdown), and
+// ctx.Err() is returned. Close does not close the store.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		<-l.stopped
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.drain)
+	var err error
+	select {
+	case <-l.stopped:
+	case <-ctx.Done():
+		err = ctx.Err()
+		l.abort()
+		<-l.stopped
+	}
+	l.abort()
+	if n := l.discard(); n > 0 {
+		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(n))
+		l.log.Warn("prediction log closed before writing every record", "dropped", n)
+	}
+	return err
+}
+
+// discard empties the queue and returns how many records it held.
+func (l *Log) discard() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.n
+	for l.n > 0 {
+		l.buf[l.head] = Record{}
+		l.head = (l.head + 1) % len(l.buf)
+		l.n--
+	}
+	return n
+}
+
+// run is the writer goroutine.
+func (l *Log) run() {
+	defer close(l.stopped)
+	var prune <-chan time.Time
+	if l.opts.PruneInterval > 0 {
+		l.prune()
+		t := time.NewTicker(l.opts.PruneInterval)
+		defer t.Stop()
+		prune = t.C
+	}
+	replay := time.NewTicker(l.opts.ReplayInterval)
+	defer replay.Stop()
+	l.replay()
+	batch := make([]Record, 0, l.opts.BatchSize)
+	for {
+		select {
+		case <-l.drain:
+			l.flush(batch)
+			return
+		case <-prune:
+			l.prune()
+			continue
+		case <-replay.C:
+			l.replay()
+			continue
+		case <-l.wake:
+		}
+		// Let a batch fill for up to MaxDelay.
+		timer := time.NewTimer(l.opts.MaxDelay)
+	fill:
+		for l.QueueLen() < l.opts.BatchSize {
+			select {
+			case <-l.wake:
+			case <-timer.C:
+				break fill
+			case <-l.drain:
+				break fill
+			}
+		}
+		timer.Stop()
+		batch = l.flush(batch)
+	}
+}
+
+// flush writes every queued record, in batches.
+func (l *Log) flush(batch []Record) []Record {
+	for l.ctx.Err() == nil {
+		batch = l.take(batch[:0])
+		if len(batch) == 0 {
+			break
+		}
+		l.write(batch)
+		clear(batch)
+	}
+	return batch[:0]
+}
+
+// write gets one batch to the store, or to the spool, or counts it dropped.
+func (l *Log) write(batch []Record) {
+	sp := l.opts.Spool
+	if sp != nil && sp.Batches() > 0 {
+		// The store was down: keep the order of the backlog, and let the
+		// replay timer find when it is back.
+		l.toSpool(batch, nil)
+		return
+	}
+	var err error
+	backoff := l.opts.RetryBackoff
+	for attempt := range l.opts.Retries {
+		if attempt > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-l.ctx.Done():
+			}
+			backoff *= 2
+		}
+		if l.ctx.Err() != nil {
+			break
+		}
+		if err = l.attempt(batch); err == nil {
+			return
+		}
+	}
+	if err == nil {
+		err = l.ctx.Err()
+	}
+	l.log.Error("prediction log store write failed", "records", len(batch), "err", err)
+	if sp != nil {
+		l.toSpool(batch, err)
+		return
+	}
+	if l.ctx.Err() != nil {
+		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(len(batch)))
+		return
+	}
+	l.m.dropped.WithLabelValues(DropStoreError).Add(float64(len(batch)))
+}
+
+// attempt writes a batch once, and records the outcome in the metrics.
+func (l *Log) attempt(batch []Record) error {
+	ctx, cancel := context.WithTimeout(l.ctx, l.opts.WriteTimeout)
+	defer cancel()
+	start := time.Now()
+	err := l.store.Write(ctx, batch)
+	l.m.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		l.m.up.Set(0)
+		return err
+	}
+	l.m.up.Set(1)
+	l.m.written.Add(float64(len(batch)))
+	return nil
+}
+
+// toSpool puts a batch the store could not take in the spool.
+func (l *Log) toSpool(batch []Record, cause error) {
+	err := l.opts.Spool.Put(batch)
+	switch {
+	case err == nil:
+		l.m.spooled.Add(float64(len(batch)))
+	case errors.Is(err, ErrSpoolFull):
+		l.m.dropped.WithLabelValues(DropSpoolFull).Add(float64(len(batch)))
+	default:
+		l.log.Error("prediction log spool write failed", "records", len(batch), "err", err, "store_err", cause)
+		l.m.dropped.WithLabelValues(DropStoreError).Add(float64(len(batch)))
+	}
+}
+
+// replay writes spooled batches to the store, oldest first, until the spool
+// is empty or the store fails. A batch is removed from the spool only after
+// the store took it; the store's Write being idempotent, a batch replayed
+// twice (a crash between the two) is stored once.
+func (l *Log) replay() {
+	sp := l.opts.Spool
+	if sp == nil {
+		return
+	}
+	for sp.Batches() > 0 && l.ctx.Err() == nil {
+		select {
+		case <-l.drain:
+			return // the queue comes first at shutdown; the spool waits on disk
+		default:
+		}
+		recs, n, err := sp.Oldest()
+		if err != nil {
+			l.log.Error("prediction log spooled batch unreadable, set aside", "records", n, "err", err)
+			l.m.dropped.WithLabelValues(DropSpoolCorrupt).Add(float64(n))
+			if err := sp.SetAsideOldest(); err != nil {
+				l.log.Error("prediction log spool", "err", err)
+				return
+			}
+			continue
+		}
+		if err := l.attempt(recs); err != nil {
+			return
+		}
+		if err := sp.RemoveOldest(); err != nil {
+			l.log.Error("prediction log spool", "err", err)
+			return
+		}
+	}
+}
+
+// prune runs the store's Prune and counts what it deleted.
+func (l *Log) prune() {
+	ctx, cancel := context.WithTimeout(l.ctx, 5*time.Minute)
+	defer cancel()
+	p, err := l.store.Prune(ctx, l.opts.Now())
+	l.m.pruned.WithLabelValues(PruneRetention).Add(float64(p.Retention))
+	l.m.pruned.WithLabelValues(PruneSize).Add(float64(p.Size))
+	if err != nil {
+		l.log.Error("prediction log prune failed", "err", err)
+	}
+}
