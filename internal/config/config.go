@@ -26,7 +26,13 @@ const EnvPrefix = "MODELWATCH_"
 type Config struct {
 	ListenAddress        string
 	MetricsListenAddress string
+	AdminListenAddress   string
 	WebConfigFile        string
+	TokenFile            string
+	InferenceAuth        bool
+	TLSCertFile          string
+	TLSKeyFile           string
+	MaxConnections       int
 	DefaultModel         string
 	MaxBodyBytes         int64
 	MaxBodyMemory        int64
@@ -66,6 +72,7 @@ func Default() Config {
 		MaxBatchRows:       1024,
 		MaxInFlight:        1024,
 		MaxScrapes:         8,
+		MaxConnections:     4096,
 		RequestTimeout:     10 * time.Second,
 		ReadTimeout:        30 * time.Second,
 		WriteTimeout:       60 * time.Second,
@@ -93,6 +100,16 @@ func (c Config) Validate() error {
 		return errors.New("listen-address must not be empty")
 	case c.MetricsListenAddress != "" && c.MetricsListenAddress == c.ListenAddress && !strings.HasSuffix(c.ListenAddress, ":0"):
 		return errors.New("metrics-listen-address must differ from listen-address")
+	case c.AdminListenAddress != "" && (c.AdminListenAddress == c.ListenAddress || c.AdminListenAddress == c.MetricsListenAddress) && !strings.HasSuffix(c.AdminListenAddress, ":0"):
+		return errors.New("admin-listen-address must differ from listen-address and metrics-listen-address")
+	case c.InferenceAuth && c.TokenFile == "":
+		return errors.New("inference-auth needs --token-file")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("tls-cert-file and tls-key-file go together")
+	case c.TLSCertFile != "" && c.WebConfigFile != "" && c.MetricsListenAddress == "":
+		return errors.New("tls-cert-file and web.config.file would both configure the API listener; serve /metrics apart with --metrics-listen-address, or leave TLS to the web configuration")
+	case c.MaxConnections < 16:
+		return fmt.Errorf("max-connections %d must be at least 16", c.MaxConnections)
 	case c.DefaultModel == "":
 		return errors.New("default-model must not be empty")
 	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30:
@@ -166,6 +183,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "address the API, /metrics and the status page listen on")
 	fs.StringVar(&c.MetricsListenAddress, "metrics-listen-address", c.MetricsListenAddress, "serve /metrics on this address instead, apart from the API")
 	fs.StringVar(&c.WebConfigFile, "web.config.file", c.WebConfigFile, "exporter-toolkit web configuration (TLS, basic auth) for the listener that serves /metrics")
+	fs.StringVar(&c.AdminListenAddress, "admin-listen-address", c.AdminListenAddress, "serve the control plane (repository load and unload, /debug/pprof/ with --enable-pprof) on this address; without it or an admin token in --token-file, control requests get 403")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file of bearer tokens, one a line: TOKEN [inference|admin] (inference when no scope is given), or sha256:HEX for a token's SHA-256 sum; read again when it changes. Admin tokens open the control plane on every listener")
+	fs.BoolVar(&c.InferenceAuth, "inference-auth", c.InferenceAuth, "require a bearer token from --token-file (either scope) for /predict, the v2 infer endpoints and /feedback")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate for TLS on the API and admin listeners, read again when it changes (with --tls-key-file)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "most TCP connections the API listener holds open; at the limit the connection idle longest is closed for a new one (lowered to fit the open-file limit)")
 	fs.StringVar(&c.DefaultModel, "default-model", c.DefaultModel, "model a request gets when it names none")
 	fs.StringVar(&c.ModelRepository, "model-repository", c.ModelRepository, "directory of models: DIR/<model>/<version>/model.onnx or model.json, with an optional DIR/<model>/config.yaml")
 	fs.DurationVar(&c.PollInterval, "repository-poll-interval", c.PollInterval, "how often the model repository is checked for new, changed and removed versions; 0 checks only at start and on request")

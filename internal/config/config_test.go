@@ -102,6 +102,13 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.LogFormat = "xml" }, "log-format"},
 		{func(c *Config) { c.GPUMetrics = "yes" }, "gpu-metrics"},
 		{func(c *Config) { c.GPUScrapeTimeout = 0 }, "gpu-scrape-timeout"},
+		{func(c *Config) { c.AdminListenAddress = c.ListenAddress }, "admin-listen-address must differ"},
+		{func(c *Config) { c.MetricsListenAddress, c.AdminListenAddress = ":9100", ":9100" }, "admin-listen-address must differ"},
+		{func(c *Config) { c.InferenceAuth = true }, "inference-auth needs --token-file"},
+		{func(c *Config) { c.TLSCertFile = "cert.pem" }, "tls-cert-file and tls-key-file go together"},
+		{func(c *Config) { c.TLSKeyFile = "key.pem" }, "tls-cert-file and tls-key-file go together"},
+		{func(c *Config) { c.TLSCertFile, c.TLSKeyFile, c.WebConfigFile = "cert.pem", "key.pem", "web.yml" }, "serve /metrics apart with --metrics-listen-address"},
+		{func(c *Config) { c.MaxConnections = 15 }, "max-connections 15 must be at least 16"},
 	} {
 		c := Default()
 		tc.mutate(&c)
@@ -111,6 +118,21 @@ func TestValidate(t *testing.T) {
 	}
 	if err := Default().Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
+	}
+	// What the control plane and TLS flags allow together.
+	for _, mutate := range []func(*Config){
+		func(c *Config) { c.AdminListenAddress = ":9001" },
+		func(c *Config) { c.TokenFile, c.InferenceAuth = "tokens", true },
+		func(c *Config) { c.TLSCertFile, c.TLSKeyFile = "cert.pem", "key.pem" },
+		func(c *Config) {
+			c.TLSCertFile, c.TLSKeyFile, c.WebConfigFile, c.MetricsListenAddress = "cert.pem", "key.pem", "web.yml", ":9100"
+		},
+	} {
+		c := Default()
+		mutate(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
 	}
 }
 

@@ -28,6 +28,8 @@ const (
 	errNotFound         errorType = "not_found"              // 404: no such endpoint (never counted: not an inference route)
 	errLoadFailed       errorType = "load_failed"            // 400: a model load on request failed (repository extension; not counted)
 	errUnknownRequest   errorType = "unknown_request"        // 404: feedback for a request id no prediction waits for (not counted)
+	errUnauthorized     errorType = "unauthorized"           // 401: no valid bearer token (counted in modelwatch_http_auth_refused_total instead)
+	errForbidden        errorType = "forbidden"              // 403: the credential does not allow the endpoint on this listener (counted likewise)
 	errTimeout          errorType = "timeout"                // 504: --request-timeout passed
 	errOverloaded       errorType = "overloaded"             // 429: the model's queue is full; 503: too many requests in flight
 	errCanceled         errorType = "canceled"               // 499: the client went away
@@ -51,6 +53,8 @@ var errorStatus = map[errorType]int{
 	errNotFound:         http.StatusNotFound,
 	errLoadFailed:       http.StatusBadRequest,
 	errUnknownRequest:   http.StatusNotFound,
+	errUnauthorized:     http.StatusUnauthorized,
+	errForbidden:        http.StatusForbidden,
 	errTimeout:          http.StatusGatewayTimeout,
 	errOverloaded:       http.StatusTooManyRequests,
 	errCanceled:         499, // the status nginx and Envoy log for a client that closed the request

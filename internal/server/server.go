@@ -75,6 +75,23 @@ type Options struct {
 	// NewRequestID makes the id of a request that brings no valid
 	// X-Request-ID header (default: 24 random base32 characters).
 	NewRequestID func() string
+	// Tokens, if set, are the bearer tokens that open the control plane
+	// (scope admin) and, with InferenceAuth, the inference API.
+	Tokens *Tokens
+	// InferenceAuth makes /predict, the v2 infer endpoints and /feedback
+	// answer 401 without a token of Tokens. It needs Tokens.
+	InferenceAuth bool
+	// AdminListener says that AdminRoutes is served on a listener of its
+	// own, so that a control request refused on the API listener is told
+	// where to go.
+	AdminListener bool
+	// Access counts the requests refused for their credentials (default:
+	// unregistered metrics).
+	Access *AccessMetrics
+	// MaxStatusRequests bounds the GET /status.json requests served at once
+	// (default 8); concurrent ones share one computation, and more get 503
+	// with Retry-After.
+	MaxStatusRequests int
 }
 
 // MaxBodyBytesLimit is the largest MaxBodyBytes there may be: 1 GiB.
@@ -96,6 +113,10 @@ type Server struct {
 	started   time.Time
 	// categories holds each loaded model version's category codes by name.
 	categories categoryCache
+	access     *AccessMetrics
+	// statusFlight shares one /status.json computation among the requests
+	// that arrive while it runs.
+	statusFlight flight
 }
 
 // New returns a Server; it is not ready (GET /ready answers 503) until
@@ -127,6 +148,12 @@ func New(opts Options) *Server {
 	if opts.NewRequestID == nil {
 		opts.NewRequestID = requestIDs()
 	}
+	if opts.Access == nil {
+		opts.Access = NewAccessMetrics(nil)
+	}
+	if opts.MaxStatusRequests <= 0 {
+		opts.MaxStatusRequests = 8
+	}
 	s := &Server{
 		opts:     opts,
 		models:   opts.Models,
@@ -134,7 +161,9 @@ func New(opts Options) *Server {
 		log:      opts.Logger.With("component", "server"),
 		started:  opts.Now(),
 		inFlight: make(chan struct{}, opts.MaxInFlight),
+		access:   opts.Access,
 	}
+	s.statusFlight.max = opts.MaxStatusRequests
 	// Rates on the status page start from zero at start.
 	s.sampler.snaps = []snapshot{{at: s.started, vals: map[string]float64{}}}
 	s.handler = s.routes()
@@ -169,6 +198,8 @@ type route struct {
 	methods           map[string]http.HandlerFunc
 	// inference routes count their errors in model_prediction_errors_total.
 	inference bool
+	// access is the credential the route needs.
+	access access
 }
 
 func (s *Server) routes() http.Handler {
@@ -176,29 +207,57 @@ func (s *Server) routes() http.Handler {
 		return map[string]http.HandlerFunc{http.MethodGet: h, http.MethodHead: h}
 	}
 	table := []route{
-		{pattern: "/predict", endpoint: "/predict", inference: true,
+		{pattern: "/predict", endpoint: "/predict", inference: true, access: accessInference,
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.predict, true)}},
-		{pattern: "/feedback", endpoint: "/feedback",
+		{pattern: "/feedback", endpoint: "/feedback", access: accessInference,
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.feedback, false)}},
 		{pattern: "/health", endpoint: "/health", methods: getHead(s.api(s.health, false))},
 		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
 		{pattern: "/{$}", endpoint: "/", methods: getHead(s.root)},
-		{pattern: "/status.json", endpoint: "/status.json", methods: getHead(s.api(s.status, false))},
+		{pattern: "/status.json", endpoint: "/status.json", methods: getHead(s.api(s.sharedStatus, false))},
 		{pattern: "/static/", endpoint: "/static/", methods: getHead(s.page)},
 	}
 	table = append(table, s.v2Routes()...)
 	if !s.opts.SeparateMetrics {
 		table = append(table, s.metricsRoute())
 	}
-	if s.opts.EnablePprof {
-		for pattern, h := range map[string]http.HandlerFunc{
+	table = append(table, s.pprofRoutes()...)
+	return s.mux(table, false)
+}
+
+// pprofRoutes serves Go's profiler when EnablePprof is on: the control
+// plane, since a profile costs CPU and reveals the program.
+func (s *Server) pprofRoutes() []route {
+	if !s.opts.EnablePprof {
+		return nil
+	}
+	var table []route
+	for _, pattern := range []string{"/debug/pprof/", "/debug/pprof/profile", "/debug/pprof/trace", "/debug/pprof/symbol", "/debug/pprof/cmdline"} {
+		h := map[string]http.HandlerFunc{
 			"/debug/pprof/": pprof.Index, "/debug/pprof/profile": pprof.Profile, "/debug/pprof/trace": pprof.Trace,
 			"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/cmdline": pprof.Cmdline,
-		} {
-			table = append(table, route{pattern: pattern, endpoint: pattern, methods: map[string]http.HandlerFunc{http.MethodGet: h, http.MethodPost: h}})
+		}[pattern]
+		table = append(table, route{pattern: pattern, endpoint: pattern, access: accessControl,
+			methods: map[string]http.HandlerFunc{http.MethodGet: h, http.MethodPost: h}})
+	}
+	return table
+}
+
+// AdminRoutes returns the handler of the admin listener
+// (--admin-listen-address): the control plane (repository load and unload,
+// and /debug/pprof/ with EnablePprof), the repository index and /health.
+// Without Tokens it serves the control plane to any client that reaches
+// it; with Tokens, to admin tokens only.
+func (s *Server) AdminRoutes() http.Handler {
+	table := []route{{pattern: "/health", endpoint: "/health", methods: map[string]http.HandlerFunc{
+		http.MethodGet: s.api(s.health, false), http.MethodHead: s.api(s.health, false)}}}
+	for _, rt := range s.v2Routes() {
+		if rt.access == accessControl || rt.pattern == "/v2/repository/index" {
+			table = append(table, rt)
 		}
 	}
-	return s.mux(table)
+	table = append(table, s.pprofRoutes()...)
+	return s.mux(table, true)
 }
 
 func (s *Server) metricsRoute() route {
@@ -208,16 +267,17 @@ func (s *Server) metricsRoute() route {
 }
 
 // MetricsRoutes returns the handler of a listener that serves only /metrics.
-func (s *Server) MetricsRoutes() http.Handler { return s.mux([]route{s.metricsRoute()}) }
+func (s *Server) MetricsRoutes() http.Handler { return s.mux([]route{s.metricsRoute()}, false) }
 
-// mux routes the table, answering 404 for any other path.
-func (s *Server) mux(table []route) http.Handler {
+// mux routes the table, answering 404 for any other path; adminListener
+// says whether it serves the admin listener.
+func (s *Server) mux(table []route, adminListener bool) http.Handler {
 	other := route{pattern: "/", endpoint: "other"}
 	table = append(table, other)
 	mux := http.NewServeMux()
 	notFound := s.instrument(other.endpoint, s.dispatch(other))
 	for _, rt := range table {
-		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.dispatch(rt)))
+		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.guard(rt.access, adminListener, s.dispatch(rt))))
 		if root := strings.TrimSuffix(rt.pattern, "/"); root != rt.pattern && root != "" {
 			// ServeMux would redirect "/static" to "/static/".
 			mux.Handle(root, notFound)

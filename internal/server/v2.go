@@ -45,11 +45,13 @@ func (s *Server) v2Routes() []route {
 		{pattern: "/v2/models/{model}/versions/{version}", methods: get(s.api(s.v2Metadata, false))},
 		{pattern: "/v2/models/{model}/ready", methods: get(s.api(s.v2ModelReady, false))},
 		{pattern: "/v2/models/{model}/versions/{version}/ready", methods: get(s.api(s.v2ModelReady, false))},
-		{pattern: "/v2/models/{model}/infer", inference: true, methods: post(s.api(s.v2Infer, true))},
-		{pattern: "/v2/models/{model}/versions/{version}/infer", inference: true, methods: post(s.api(s.v2Infer, true))},
+		{pattern: "/v2/models/{model}/infer", inference: true, access: accessInference, methods: post(s.api(s.v2Infer, true))},
+		{pattern: "/v2/models/{model}/versions/{version}/infer", inference: true, access: accessInference, methods: post(s.api(s.v2Infer, true))},
+		// The index is read-only and says what /ready says: names, versions,
+		// states and reasons, no paths.
 		{pattern: "/v2/repository/index", methods: post(s.api(s.v2Index, false))},
-		{pattern: "/v2/repository/models/{model}/load", methods: post(s.api(s.v2Load, false))},
-		{pattern: "/v2/repository/models/{model}/unload", methods: post(s.api(s.v2Unload, false))},
+		{pattern: "/v2/repository/models/{model}/load", access: accessControl, methods: post(s.api(s.v2Load, false))},
+		{pattern: "/v2/repository/models/{model}/unload", access: accessControl, methods: post(s.api(s.v2Unload, false))},
 	}
 	for i := range rs {
 		rs[i].endpoint = rs[i].pattern

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scope is what a bearer token allows.
+type Scope string
+
+const (
+	// ScopeInference allows the inference API: /predict, the v2 infer
+	// endpoints and /feedback.
+	ScopeInference Scope = "inference"
+	// ScopeAdmin allows the control plane (repository load and unload,
+	// /debug/pprof) and, besides, everything ScopeInference allows.
+	ScopeAdmin Scope = "admin"
+)
+
+// MinTokenLength is the fewest characters a token given in clear in a token
+// file may have.
+const MinTokenLength = 16
+
+// tokenCheckInterval is how often, at most, a request makes the token file
+// be read again to see whether it changed.
+const tokenCheckInterval = time.Second
+
+// Tokens is a set of bearer tokens read from a file and read again when the
+// file changes, without a restart. Only the tokens' SHA-256 sums are kept: a
+// presented token is hashed and looked up by its sum, so that no comparison
+// runs over the secret itself. It is safe for concurrent use.
+//
+// The file holds one token a line: "TOKEN" or "TOKEN SCOPE", SCOPE being
+// "inference" (the default) or "admin". A token may be written as
+// "sha256:HEX", the hex SHA-256 sum of the token, so that the file holds no
+// secret. Blank lines and lines starting with "#" are skipped.
+type Tokens struct {
+	path string
+	log  *slog.Logger
+	// onReload, if set, is told the result of every read that found the
+	// file changed: nil, or the error that kept the previous tokens.
+	onReload func(err error)
+	now      func() time.Time
+
+	set       atomic.Pointer[tokenSet]
+	nextCheck atomic.Int64 // unix nanoseconds
+	mu        sync.Mutex   // held while the file is read
+	raw       []byte
+}
+
+type tokenSet struct {
+	byHash map[[sha256.Size]byte]Scope
+	admin  bool // whether any token has ScopeAdmin
+}
+
+// LoadTokens reads the token file at path. It returns an error that names
+// the file and the line (never a token) when the file cannot be read or a
+// line is malformed. onReload, if not nil, is called after each later read
+// that found the file changed, with nil or the error that kept the previous
+// tokens in force.
+func LoadTokens(path string, logger *slog.Logger, onReload func(error)) (*Tokens, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	t := &Tokens{path: path, log: logger.With("component", "auth"), onReload: onReload, now: time.Now}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	set, err := parseTokens(raw)
+	if err != nil {
+		return nil, fmt.Errorf("token file %s: %w", path, err)
+	}
+	t.raw = raw
+	t.set.Store(set)
+	t.nextCheck.Store(t.now().Add(tokenCheckInterval).UnixNano())
+	return t, nil
+}
+
+// parseTokens reads a token file's contents.
+func parseTokens(raw []byte) (*tokenSet, error) {
+	set := &tokenSet{byHash: map[[sha256.Size]byte]Scope{}}
+	for i, line := range strings.Split(string(raw), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		scope := ScopeInference
+		switch len(fields) {
+		case 1:
+		case 2:
+			scope = Scope(fields[1])
+			if scope != ScopeInference && scope != ScopeAdmin {
+				return nil, fmt.Errorf("line %d: the scope is neither inference nor admin", i+1)
+			}
+		default:
+			return nil, fmt.Errorf("line %d: want TOKEN or TOKEN SCOPE", i+1)
+		}
+		var sum [sha256.Size]byte
+		if hexSum, ok := strings.CutPrefix(fields[0], "sha256:"); ok {
+			b, err := hex.DecodeString(hexSum)
+			if err != nil || len(b) != sha256.Size {
+				return nil, fmt.Errorf("line %d: sha256: must be followed by 64 hex digits", i+1)
+			}
+			copy(sum[:], b)
+		} else {
+			if len(fields[0]) < MinTokenLength {
+				return nil, fmt.Errorf("line %d: a token must have at least %d characters", i+1, MinTokenLength)
+			}
+			sum = sha256.Sum256([]byte(fields[0]))
+		}
+		if prev, ok := set.byHash[sum]; ok && prev != scope {
+			return nil, fmt.Errorf("line %d: the same token is given twice with different scopes", i+1)
+		}
+		set.byHash[sum] = scope
+		set.admin = set.admin || scope == ScopeAdmin
+	}
+	if len(set.byHash) == 0 {
+		return nil, errors.New("no tokens")
+	}
+	return set, nil
+}
+
+// current returns the tokens in force, reading the file again first when
+// the last read is more than a second old.
+func (t *Tokens) current() *tokenSet {
+	if next := t.nextCheck.Load(); t.now().UnixNano() >= next && t.nextCheck.CompareAndSwap(next, t.now().Add(tokenCheckInterval).UnixNano()) {
+		t.reload()
+	}
+	return t.set.Load()
+}
+
+// reload reads the file and, when its contents changed, replaces the tokens.
+// A file that cannot be read or parsed leaves the previous tokens in force.
+func (t *Tokens) reload() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	raw, err := os.ReadFile(t.path)
+	if err == nil && bytes.Equal(raw, t.raw) {
+		return
+	}
+	var set *tokenSet
+	if err == nil {
+		set, err = parseTokens(raw)
+	}
+	if err != nil {
+		t.log.Error("token file not reloaded; the previous tokens stay in force", "file", t.path, "err", err)
+	} else {
+		t.raw = raw
+		t.set.Store(set)
+		t.log.Info("token file reloaded", "file", t.path, "tokens", len(set.byHash))
+	}
+	if t.onReload != nil {
+		t.onReload(err)
+	}
+}
+
+// Lookup returns the scope of token, and false when the file holds no such
+// token.
+func (t *Tokens) Lookup(token string) (Scope, bool) {
+	sum := sha256.Sum256([]byte(token))
+	scope, ok := t.current().byHash[sum]
+	return scope, ok
+}
+
+// refusal is why a request's credential was refused: the reason label of
+// modelwatch_http_auth_refused_total. The set is closed.
+type refusal string
+
+const (
+	refusedMissing   refusal = "missing"   // 401: no bearer token
+	refusedInvalid   refusal = "invalid"   // 401: a token the file does not hold
+	refusedForbidden refusal = "forbidden" // 403: a token without the scope, or a listener where the control plane is closed
+)
+
+// refusals lists every refusal reason, for the metrics' initial series.
+var refusals = []refusal{refusedMissing, refusedInvalid, refusedForbidden}
+
+// access is what a route needs of a request's credentials.
+type access int
+
+const (
+	accessOpen      access = iota // health, metadata, the status page
+	accessInference               // inference and feedback: a token when --inference-auth is on
+	accessControl                 // the control plane: an admin token, or the admin listener
+)
+
+// bearerToken returns the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", false
+	}
+	tok := strings.TrimSpace(h[7:])
+	return tok, tok != ""
+}
+
+// authorize decides whether r may reach a route that needs a; adminListener
+// says whether r came through the admin listener. It returns nil, or the
+// error to answer and the reason to count.
+func (s *Server) authorize(r *http.Request, a access, adminListener bool) (*apiError, refusal) {
+	tokens := s.opts.Tokens
+	switch {
+	case a == accessOpen:
+		return nil, ""
+	case a == accessInference && !s.opts.InferenceAuth:
+		return nil, ""
+	case a == accessControl && tokens == nil:
+		if adminListener {
+			return nil, ""
+		}
+		msg := "the control plane is not served on this listener without a credential; start the server with --admin-listen-address, or --token-file with an admin token"
+		if s.opts.AdminListener {
+			msg = "the control plane is served on the admin listener (--admin-listen-address)"
+		}
+		return newError(errForbidden, "%s", msg), refusedForbidden
+	case tokens == nil:
+		return newError(errForbidden, "no token file is configured"), refusedForbidden
+	}
+	tok, ok := bearerToken(r)
+	if !ok {
+		e := newError(errUnauthorized, "this endpoint needs a bearer token (Authorization: Bearer TOKEN)")
+		return e, refusedMissing
+	}
+	scope, ok := tokens.Lookup(tok)
+	if !ok {
+		return newError(errUnauthorized, "the bearer token is not valid"), refusedInvalid
+	}
+	if a == accessControl && scope != ScopeAdmin {
+		return newError(errForbidden, "the bearer token's scope is %s; this endpoint needs an admin token", scope), refusedForbidden
+	}
+	return nil, ""
+}
+
+// guard wraps a route's handler with the credential check its access needs.
+func (s *Server) guard(a access, adminListener bool, next http.HandlerFunc) http.HandlerFunc {
+	if a == accessOpen || (a == accessInference && !s.opts.InferenceAuth) {
+		return next
+	}
+	refused := map[refusal]func(){}
+	for _, why := range refusals {
+		c := s.access.AuthRefused.WithLabelValues(string(why))
+		refused[why] = c.Inc
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err, why := s.authorize(r, a, adminListener); err != nil {
+			refused[why]()
+			if err.typ == errUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="modelwatch"`)
+			}
+			s.writeError(w, r, err, false)
+			return
+		}
+		next(w, r)
+	}
+}
