@@ -360,7 +360,8 @@ func TestV2EndpointsOverTCP(t *testing.T) {
 	dir := t.TempDir()
 	copyFile(t, "../../internal/model/onnx/testdata/two_inputs.onnx", filepath.Join(dir, "two/1/model.onnx"))
 	copyFile(t, "../../internal/model/xgboost/testdata/regression.json", filepath.Join(dir, "reg/7/model.json"))
-	p := start(t, 1, "--model-repository", dir, "--onnxruntime-library", lib)
+	// The control plane is served on the admin listener.
+	p := start(t, 2, "--model-repository", dir, "--onnxruntime-library", lib, "--admin-listen-address", "127.0.0.1:0")
 	fraudInput := `{"inputs": [{"name": "input", "shape": [1, 6], "datatype": "FP32", "data": [950.0, 2, 8, 120.5, 11, 12]}]}`
 	for _, tc := range []struct {
 		method, path, body string
@@ -393,7 +394,11 @@ func TestV2EndpointsOverTCP(t *testing.T) {
 		{"POST", "/v2/repository/models/nope/load", "", 404, `"error_type":"model_not_found"`},
 		{"GET", "/v2/models/two/versions/9/ready", "", 404, `"error_type":"version_not_found"`},
 	} {
-		req, _ := http.NewRequest(tc.method, p.url(tc.path), strings.NewReader(tc.body))
+		url := p.url(tc.path)
+		if strings.HasPrefix(tc.path, "/v2/repository/models/") {
+			url = "http://" + p.addrs["admin"] + tc.path
+		}
+		req, _ := http.NewRequest(tc.method, url, strings.NewReader(tc.body))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -113,12 +113,27 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	logger := cfg.NewLogger(m.Stderr)
 
+	var err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 	)
 	met := metrics.New(reg)
+	access := server.NewAccessMetrics(reg)
+	maxConns := fitFileLimit(cfg.MaxConnections, logger)
+	var tokens *server.Tokens
+	if cfg.TokenFile != "" {
+		if tokens, err = server.LoadTokens(cfg.TokenFile, logger, access.ReloadObserver("tokens")); err != nil {
+			return err
+		}
+	}
+	var cert *server.Certificate
+	if cfg.TLSCertFile != "" {
+		if cert, err = server.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile, logger, access.ReloadObserver("tls_certificate")); err != nil {
+			return err
+		}
+	}
 
 	gpuMode, _ := gpu.ParseMode(cfg.GPUMetrics)
 	gpuCollector, releaseGPU, gpuState, err := gpu.Open(gpuMode, cfg.GPUScrapeTimeout, logger.With("component", "gpu"))
@@ -177,30 +192,38 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 
 	metricsHandler := newMetricsHandler(reg, cfg.MaxScrapes, logger)
 	srv := server.New(server.Options{
-		Models:          registry,
-		Metrics:         met,
-		MetricsHandler:  metricsHandler,
-		SeparateMetrics: cfg.MetricsListenAddress != "",
-		Logger:          logger,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		MaxBodyMemory:   cfg.MaxBodyMemory,
-		MaxBatchRows:    cfg.MaxBatchRows,
-		MaxInFlight:     cfg.MaxInFlight,
-		EnablePprof:     cfg.EnablePprof,
-		RequestTimeout:  cfg.RequestTimeout,
-		Repository:      repo,
-		Gatherer:        reg,
-		Drift:           monitor,
-		Feedback:        store,
+		Models:            registry,
+		Metrics:           met,
+		MetricsHandler:    metricsHandler,
+		SeparateMetrics:   cfg.MetricsListenAddress != "",
+		Logger:            logger,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		MaxBodyMemory:     cfg.MaxBodyMemory,
+		MaxBatchRows:      cfg.MaxBatchRows,
+		MaxInFlight:       cfg.MaxInFlight,
+		EnablePprof:       cfg.EnablePprof,
+		RequestTimeout:    cfg.RequestTimeout,
+		Repository:        repo,
+		Gatherer:          reg,
+		Drift:             monitor,
+		Feedback:          store,
+		Tokens:            tokens,
+		InferenceAuth:     cfg.InferenceAuth,
+		AdminListener:     cfg.AdminListenAddress != "",
+		Access:            access,
+		MaxStatusRequests: cfg.MaxScrapes,
 		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,
 			"model_repository": cfg.ModelRepository},
 	})
 
 	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress
-	servers := []*listener{{role: "api", addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile}}
+	servers := []*listener{{role: "api", addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile, cert: cert, maxConns: maxConns}}
 	if metricsAddr != "" {
 		servers[0].webConfig = ""
-		servers = append(servers, &listener{role: "metrics", addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile})
+		servers = append(servers, &listener{role: "metrics", addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile, maxConns: sideListenerConns})
+	}
+	if cfg.AdminListenAddress != "" {
+		servers = append(servers, &listener{role: "admin", addr: cfg.AdminListenAddress, handler: srv.AdminRoutes(), cert: cert, maxConns: sideListenerConns})
 	}
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
@@ -209,7 +232,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	errc := make(chan error, len(servers))
 	for _, l := range servers {
+		limiter := server.NewConnLimiter(l.role, l.maxConns, access)
 		l.srv = &http.Server{
+			ConnState:         limiter.ConnState,
 			Handler:           l.handler,
 			ReadHeaderTimeout: min(cfg.ReadTimeout, 10*time.Second),
 			ReadTimeout:       cfg.ReadTimeout,
@@ -227,10 +252,20 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			}
 			return fmt.Errorf("listen: %w", err)
 		}
+		ln = limiter.Listener(ln)
 		webConfig := l.webConfig
-		logger.Info("listening", "role", l.role, "address", ln.Addr().String(), "web_config", webConfig != "")
+		logger.Info("listening", "role", l.role, "address", ln.Addr().String(), "web_config", webConfig != "", "tls", l.cert != nil,
+			"max_connections", limiter.Max())
 		go func() {
-			errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
+			switch {
+			case webConfig != "":
+				errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
+			case l.cert != nil:
+				l.srv.TLSConfig = l.cert.TLSConfig()
+				errc <- l.srv.ServeTLS(ln, "", "")
+			default:
+				errc <- l.srv.Serve(ln)
+			}
 		}()
 	}
 	// Listening first lets liveness probes pass while models load; /ready
@@ -303,5 +338,35 @@ func newMetricsHandler(reg *prometheus.Registry, maxScrapes int, logger *slog.Lo
 type listener struct {
 	role, addr, webConfig string
 	handler               http.Handler
+	cert                  *server.Certificate
+	maxConns              int
 	srv                   *http.Server
+}
+
+// sideListenerConns is the most connections the metrics and admin listeners
+// each hold open.
+const sideListenerConns = 256
+
+// reservedFiles is the file descriptors kept for everything but the
+// listeners' connections: model files, the prediction log, GPU devices.
+const reservedFiles = 256
+
+// fitFileLimit raises the open-file limit to its hard limit and returns the
+// API listener's connection limit: want, lowered (and logged) when the
+// limit cannot hold want connections besides the other listeners' and the
+// files the server opens.
+func fitFileLimit(want int, logger *slog.Logger) int {
+	limit, err := server.RaiseFileLimit()
+	if err != nil {
+		logger.Warn("open-file limit unknown; max-connections kept", "max_connections", want, "err", err)
+		return want
+	}
+	need := uint64(want) + 2*sideListenerConns + reservedFiles
+	if limit >= need {
+		logger.Debug("open-file limit", "limit", limit, "max_connections", want)
+		return want
+	}
+	fit := max(int(limit)-2*sideListenerConns-reservedFiles, 16)
+	logger.Warn("the open-file limit cannot hold --max-connections; lowered", "open_file_limit", limit, "max_connections", want, "lowered_to", fit)
+	return fit
 }
