@@ -1,7 +1,9 @@
 // Package loadgen drives realistic traffic at a modelwatch server (or any
 // server of the same API): a rate or a number of concurrent clients, for a
 // duration or a number of requests, over a mix of models and versions, with a
-// share of deliberately bad requests and optional drift of chosen features.
+// share of deliberately bad requests and optional drift of chosen features,
+// and optionally the true labels of a share of its predictions, drawn from
+// the process that made the embedded model's training data, after a delay.
 package loadgen
 
 import (
@@ -57,10 +59,25 @@ type Config struct {
 	Batch int
 	// API is "predict" (default) or "v2".
 	API string
-	// Seed makes the traffic repeatable.
+	// Seed makes the traffic and the labels repeatable: request n draws
+	// its rows from a stream of its own, whichever client sends it.
 	Seed uint64
 	// Timeout bounds one request (default 10s).
 	Timeout time.Duration
+	// FeedbackShare is the share of successful predictions whose true
+	// labels are posted to /feedback (0: none). Loadgen knows the true
+	// labels of the embedded fraud_model only: every target must have its
+	// features and classes. A row's label is drawn from the row as sent
+	// (after Drift), as models/train_fraud_model.py draws its labels.
+	FeedbackShare float64
+	// FeedbackDelay is how long after its prediction's answer a label is
+	// posted (default 0: at once).
+	FeedbackDelay time.Duration
+	// FeedbackMaxPending bounds the predictions whose labels wait for their
+	// time (default 100000); past it labels are dropped and counted.
+	FeedbackMaxPending int
+	// Concept drift changes the true labels, not the inputs.
+	Concept Concept
 }
 
 // Result is what a run did.
@@ -78,6 +95,8 @@ type Result struct {
 	P99       float64        `json:"p99_ms"`
 	// PerTarget counts successful requests per model/version as requested.
 	PerTarget map[string]int `json:"per_target"`
+	// Feedback is what the labels did; nil when none were asked for.
+	Feedback *FeedbackResult `json:"feedback,omitempty"`
 }
 
 // ErrUnreachable means the server did not answer GET /health.
@@ -90,6 +109,7 @@ const maxSamples = 200_000
 type modelInfo struct {
 	name     string // the model's name, also when the target names none (the default model)
 	features []string
+	classes  []string
 	gen      func(r *rand.Rand, feature string, i int) float64
 	// input and datatype are the name and element type of the model's one
 	// input tensor, for the Open Inference Protocol.
@@ -117,6 +137,15 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 	if cfg.API != "predict" && cfg.API != "v2" {
 		return Result{}, fmt.Errorf("api %q is neither predict nor v2", cfg.API)
 	}
+	if cfg.FeedbackShare < 0 || cfg.FeedbackShare > 1 || math.IsNaN(cfg.FeedbackShare) {
+		return Result{}, fmt.Errorf("feedback share %v is outside 0..1", cfg.FeedbackShare)
+	}
+	if cfg.FeedbackDelay < 0 {
+		return Result{}, fmt.Errorf("feedback delay %v is negative", cfg.FeedbackDelay)
+	}
+	if cfg.FeedbackMaxPending <= 0 {
+		cfg.FeedbackMaxPending = 100_000
+	}
 	if client == nil {
 		client = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}}
 	}
@@ -133,6 +162,10 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		if cfg.FeedbackShare > 0 && !hasTruth(info) {
+			return Result{}, fmt.Errorf("model %s: loadgen knows true labels for the fraud_model's features %v and classes %v only, not %v and %v",
+				targetKey(Target{Model: info.name, Version: t.Version}), fraudFeatures, fraudClasses, info.features, info.classes)
+		}
 		infos[i] = info
 	}
 	totalWeight := 0.0
@@ -147,8 +180,25 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 	// answered, so that Sent counts every request the server saw.
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	permits := make(chan struct{})
+	permits := make(chan uint64)
 	go issuePermits(runCtx, cfg, permits)
+
+	var (
+		fb       *labelQueue
+		fbWork   = make(chan pendingLabel)
+		fbStop   context.Context
+		fbCancel context.CancelFunc
+		fbDone   sync.WaitGroup
+	)
+	if cfg.FeedbackShare > 0 {
+		fb = newLabelQueue(cfg, client, base)
+		fbStop, fbCancel = context.WithCancel(ctx)
+		defer fbCancel()
+		fbDone.Go(func() { fb.dispatch(fbStop, fbWork) })
+		for range cfg.Concurrency {
+			fbDone.Go(func() { fb.post(ctx, fbWork) })
+		}
+	}
 
 	var (
 		mu      sync.Mutex
@@ -158,19 +208,25 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 	)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < cfg.Concurrency; w++ {
+	for range cfg.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(cfg.Seed, uint64(w)+1))
-			for range permits {
+			for n := range permits {
+				r := stream(cfg.Seed, n)
 				i := pick(r, cfg.Targets, totalWeight)
 				t := cfg.Targets[i]
 				bad := cfg.BadShare > 0 && r.Float64() < cfg.BadShare
-				path, body := request(r, cfg, t, infos[i], bad)
+				path, body, sent := request(r, cfg, t, infos[i], bad)
 				t0 := time.Now()
-				status, rows, err := send(ctx, client, base+path, body)
+				status, ans, err := send(ctx, client, base+path, body)
 				elapsed := time.Since(t0).Seconds() * 1000
+				rows := len(ans.classes)
+				if fb != nil && err == nil && status == http.StatusOK {
+					if p, ok := labelled(cfg, n, sent, ans); ok {
+						fb.add(p)
+					}
+				}
 				mu.Lock()
 				res.Sent++
 				if bad {
@@ -202,12 +258,39 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 	if res.Seconds > 0 {
 		res.Rate = float64(res.Sent) / res.Seconds
 	}
+	if fb != nil {
+		// Labels still waiting are due within the delay: wait for them
+		// that long, and a second more for the last to be handed out.
+		fb.close()
+		done := make(chan struct{})
+		go func() { fbDone.Wait(); close(done) }()
+		wait := time.NewTimer(cfg.FeedbackDelay + time.Second)
+		select {
+		case <-done:
+		case <-wait.C:
+			fbCancel()
+			<-done
+		}
+		wait.Stop()
+		fr := fb.result()
+		res.Feedback = &fr
+	}
 	sort.Float64s(samples)
 	res.P50, res.P95, res.P99 = percentile(samples, 0.50), percentile(samples, 0.95), percentile(samples, 0.99)
 	if res.Sent > 0 && res.Transport == res.Sent {
 		return res, fmt.Errorf("%w: every request failed", ErrUnreachable)
 	}
 	return res, nil
+}
+
+// stream returns request n's random numbers for seed. n goes through
+// SplitMix64's finalizer first, so that neighbouring requests start from
+// unrelated states of the generator.
+func stream(seed, n uint64) *rand.Rand {
+	n += 0x9e3779b97f4a7c15
+	n = (n ^ n>>30) * 0xbf58476d1ce4e5b9
+	n = (n ^ n>>27) * 0x94d049bb133111eb
+	return rand.New(rand.NewPCG(seed, n^n>>31))
 }
 
 func targetKey(t Target) string {
@@ -217,9 +300,9 @@ func targetKey(t Target) string {
 	return t.Model
 }
 
-// issuePermits hands out one permit per request: at cfg.Rate, or as fast as
+// issuePermits hands out one permit per request, the request's number: at cfg.Rate, or as fast as
 // they are taken; it stops at cfg.Requests or when ctx ends.
-func issuePermits(ctx context.Context, cfg Config, permits chan<- struct{}) {
+func issuePermits(ctx context.Context, cfg Config, permits chan<- uint64) {
 	defer close(permits)
 	var interval time.Duration
 	if cfg.Rate > 0 {
@@ -240,7 +323,7 @@ func issuePermits(ctx context.Context, cfg Config, permits chan<- struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case permits <- struct{}{}:
+		case permits <- uint64(n):
 		}
 	}
 }
@@ -305,6 +388,7 @@ func describe(ctx context.Context, client *http.Client, base string, t Target) (
 		} `json:"inputs"`
 		Parameters struct {
 			Features []string `json:"features"`
+			Classes  []string `json:"classes"`
 		} `json:"parameters"`
 	}
 	if err := getJSON(ctx, client, base+path, &meta); err != nil {
@@ -323,7 +407,7 @@ func describe(ctx context.Context, client *http.Client, base string, t Target) (
 	if slices.Equal(features, fraudFeatures) {
 		gen = fraudValue
 	}
-	info := modelInfo{name: name, features: features, gen: gen, input: "input", datatype: "FP64"}
+	info := modelInfo{name: name, features: features, classes: meta.Parameters.Classes, gen: gen, input: "input", datatype: "FP64"}
 	if len(meta.Inputs) == 1 {
 		info.input = meta.Inputs[0].Name
 		if dt := meta.Inputs[0].Datatype; dt == "FP32" || dt == "FP64" {
@@ -351,8 +435,9 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// request builds one request's path and body.
-func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (string, []byte) {
+// request builds one request's path and body, and returns the rows it
+// holds.
+func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (string, []byte, [][]float64) {
 	rows := make([][]float64, cfg.Batch)
 	for i := range rows {
 		row := make([]float64, len(info.features))
@@ -413,7 +498,7 @@ func request(r *rand.Rand, cfg Config, t Target, info modelInfo, bad bool) (stri
 	case 3:
 		body = bytes.Replace(body, []byte("["), []byte("[NaN,"), 2)
 	}
-	return path, body
+	return path, body, rows
 }
 
 func nonZero(x float64) float64 {
@@ -423,39 +508,102 @@ func nonZero(x float64) float64 {
 	return x
 }
 
-// send posts one request and returns its status and, for a success, the
-// number of predictions in the answer.
-func send(ctx context.Context, client *http.Client, url string, body []byte) (int, int, error) {
+// answer is what loadgen reads from a successful prediction: the request id
+// the server gave it and, per row, the predicted class (empty for a
+// regressor's rows).
+type answer struct {
+	requestID string
+	classes   []string
+}
+
+// send posts one request and returns its status and, for a success, what
+// the server answered.
+func send(ctx context.Context, client *http.Client, url string, body []byte) (int, answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, err
+		return 0, answer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, 0, err
+		return 0, answer{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, 0, err
+		return 0, answer{}, err
 	}
-	rows := 0
+	var ans answer
 	if resp.StatusCode == http.StatusOK {
-		var answer struct {
-			Predictions []json.RawMessage `json:"predictions"`
-			Outputs     []struct {
-				Shape []int `json:"shape"`
-			} `json:"outputs"`
-		}
-		if json.Unmarshal(data, &answer) == nil {
-			rows = len(answer.Predictions)
-			if len(answer.Outputs) > 0 && len(answer.Outputs[0].Shape) > 0 {
-				rows = answer.Outputs[0].Shape[0]
-			}
+		ans = parseAnswer(data)
+		if ans.requestID == "" {
+			ans.requestID = resp.Header.Get("X-Request-ID")
 		}
 	}
-	return resp.StatusCode, rows, nil
+	return resp.StatusCode, ans, nil
+}
+
+// parseAnswer reads a /predict answer (predictions with their class) or an
+// Open Inference Protocol answer (the rows of the first output, classes
+// from a BYTES output).
+func parseAnswer(data []byte) answer {
+	var body struct {
+		RequestID   string `json:"request_id"`
+		Predictions []struct {
+			Class string `json:"class"`
+		} `json:"predictions"`
+		Outputs []struct {
+			Datatype string          `json:"datatype"`
+			Shape    []int           `json:"shape"`
+			Data     json.RawMessage `json:"data"`
+		} `json:"outputs"`
+	}
+	if json.Unmarshal(data, &body) != nil {
+		return answer{}
+	}
+	ans := answer{requestID: body.RequestID}
+	if body.Outputs == nil {
+		ans.classes = make([]string, len(body.Predictions))
+		for i, p := range body.Predictions {
+			ans.classes[i] = p.Class
+		}
+		return ans
+	}
+	if len(body.Outputs[0].Shape) > 0 {
+		ans.classes = make([]string, body.Outputs[0].Shape[0])
+	}
+	for _, o := range body.Outputs {
+		var labels []string
+		if o.Datatype == "BYTES" && json.Unmarshal(o.Data, &labels) == nil && len(labels) == len(ans.classes) {
+			ans.classes = labels
+			break
+		}
+	}
+	return ans
+}
+
+// labelled decides, from request n's own stream, whether its prediction is
+// labelled and draws the true label of each row sent; false when it is not
+// labelled or the answer lacks what a label needs.
+func labelled(cfg Config, n uint64, rows [][]float64, ans answer) (pendingLabel, bool) {
+	r := stream(cfg.Seed^feedbackSalt, n)
+	if r.Float64() >= cfg.FeedbackShare || ans.requestID == "" || len(ans.classes) != len(rows) {
+		return pendingLabel{}, false
+	}
+	p := pendingLabel{id: ans.requestID, labels: make([]string, len(rows))}
+	for i, row := range rows {
+		label, flipped := trueLabel(r, row, cfg.Concept)
+		p.labels[i] = label
+		if flipped {
+			p.flipped++
+		}
+		if label == ans.classes[i] {
+			p.correct++
+		} else {
+			p.incorrect++
+		}
+	}
+	return p, true
 }
 
 func normal(r *rand.Rand, _ string, _ int) float64 { return math.Round(r.NormFloat64()*1e4) / 1e4 }

@@ -110,8 +110,8 @@ func TestUnreachable(t *testing.T) {
 func TestDrift(t *testing.T) {
 	info := modelInfo{features: fraudFeatures, gen: fraudValue}
 	cfg := Config{Batch: 2000, Drift: map[string]Shift{"distance_from_home_km": {Mul: 1, Add: 100}}}
-	_, body := request(rand.New(rand.NewPCG(1, 2)), cfg, Target{}, info, false)
-	_, plain := request(rand.New(rand.NewPCG(1, 2)), Config{Batch: 2000}, Target{}, info, false)
+	_, body, _ := request(rand.New(rand.NewPCG(1, 2)), cfg, Target{}, info, false)
+	_, plain, _ := request(rand.New(rand.NewPCG(1, 2)), Config{Batch: 2000}, Target{}, info, false)
 	var drifted, original struct{ Inputs [][]float64 }
 	if json.Unmarshal(body, &drifted) != nil || json.Unmarshal(plain, &original) != nil || len(drifted.Inputs) != 2000 {
 		t.Fatalf("bodies %.60s %.60s", body, plain)
