@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -64,7 +66,11 @@ func (p VersionPolicy) Select(available []string) []string {
 	case p.All:
 		return vs
 	case len(p.Specific) > 0:
-		return slices.DeleteFunc(vs, func(v string) bool { return !slices.Contains(p.Specific, v) })
+		want := make(map[string]bool, len(p.Specific))
+		for _, v := range p.Specific {
+			want[v] = true
+		}
+		return slices.DeleteFunc(vs, func(v string) bool { return !want[v] })
 	}
 	n := max(p.Latest, 1)
 	if len(vs) > n {
@@ -87,6 +93,14 @@ func (p VersionPolicy) validate() error {
 	if set > 1 || p.Latest < 0 {
 		return errors.New("version_policy takes one of latest: N (N >= 1), all: true, specific: [versions]")
 	}
+	if len(p.Specific) > MaxConfigSpecific {
+		return fmt.Errorf("version_policy: %d specific versions, more than %d", len(p.Specific), MaxConfigSpecific)
+	}
+	for _, v := range p.Specific {
+		if err := ValidName(v); err != nil {
+			return fmt.Errorf("version_policy: specific: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -100,34 +114,176 @@ func (c Config) Metadata(name, version, typ string) Metadata {
 	}
 }
 
+// Bounds on a config.yaml. It is untrusted input: a file dropped into the
+// repository must not make the server allocate without limit, nor spend
+// seconds of CPU at every poll.
+const (
+	// MaxConfigBytes bounds the size of a config.yaml. The file is parsed
+	// into a tree of nodes first; at this size the parse allocates at most
+	// about 160 MB, for a flow sequence of one-letter names.
+	MaxConfigBytes = 1 << 20
+	// MaxConfigClasses bounds the classes a config.yaml may name, as the
+	// runtimes bound the classes of a model file.
+	MaxConfigClasses = 10_000
+	// MaxConfigSpecific bounds the versions version_policy.specific lists.
+	MaxConfigSpecific = 10_000
+	// MaxQueueCapacity bounds dynamic_batching.queue_capacity, whose queue
+	// is allocated when the model loads.
+	MaxQueueCapacity = 1 << 20
+	// maxMappingKeys bounds the keys of one mapping. The YAML decoder
+	// compares every key with every other, so a mapping of thousands of
+	// repeated keys would cost seconds and gigabytes; no mapping of a
+	// config.yaml has more than eight legitimate keys.
+	maxMappingKeys = 64
+)
+
+// ReadConfig reads and parses the config.yaml at file in fsys, reading at
+// most MaxConfigBytes+1 bytes of it. It returns the bytes read, for a caller
+// that fingerprints the file. The error wraps fs.ErrNotExist when there is
+// no such file, and ErrInvalidModel when the file cannot be used.
+func ReadConfig(fsys fs.FS, file string) (Config, []byte, error) {
+	f, err := fsys.Open(file)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("read config.yaml: %w", err)
+	}
+	c, err := ParseConfig(bytes.NewReader(data))
+	return c, data, err
+}
+
 // ParseConfig reads a model's config.yaml. Unknown keys are an error, so a
-// misspelt setting is not silently ignored.
+// misspelt setting is not silently ignored. A file over MaxConfigBytes, a
+// mapping with a repeated key, and aliases (*name) are refused before the
+// settings are decoded: they are how a small YAML file makes a decoder
+// allocate without bound. Every error wraps ErrInvalidModel and says what
+// is wrong, with its line where there is one.
 func ParseConfig(r io.Reader) (Config, error) {
+	invalid := func(format string, args ...any) (Config, error) {
+		return Config{}, fmt.Errorf("%w: config.yaml: %s", ErrInvalidModel, fmt.Sprintf(format, args...))
+	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxConfigBytes+1))
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if len(data) > MaxConfigBytes {
+		return invalid("larger than %d bytes", MaxConfigBytes)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return invalid("%v", err)
+	}
 	var c Config
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("%w: config.yaml: %v", ErrInvalidModel, err)
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		if err := checkNodes(root, reflect.TypeFor[Config]()); err != nil {
+			return invalid("%v", err)
+		}
+		if err := root.Decode(&c); err != nil {
+			return invalid("%v", err)
+		}
 	}
 	if err := c.VersionPolicy.validate(); err != nil {
-		return Config{}, fmt.Errorf("%w: config.yaml: %v", ErrInvalidModel, err)
+		return invalid("%v", err)
 	}
-	if b := c.DynamicBatching; b != nil && (b.MaxBatchSize < 0 || b.MaxQueueDelay < 0 || b.MaxQueueDelay > time.Second || b.QueueCapacity < 0 || b.Workers < 0 || b.Workers > 256) {
-		return Config{}, fmt.Errorf("%w: config.yaml: dynamic_batching: sizes must not be negative, max_queue_delay at most 1s, workers at most 256", ErrInvalidModel)
+	if b := c.DynamicBatching; b != nil && (b.MaxBatchSize < 0 || b.MaxQueueDelay < 0 || b.MaxQueueDelay > time.Second || b.QueueCapacity < 0 || b.QueueCapacity > MaxQueueCapacity || b.Workers < 0 || b.Workers > 256) {
+		return invalid("dynamic_batching: sizes must not be negative, max_queue_delay at most 1s, queue_capacity at most %d, workers at most 256", MaxQueueCapacity)
 	}
 	if c.MaxBatchSize < 0 {
-		return Config{}, fmt.Errorf("%w: config.yaml: max_batch_size must not be negative", ErrInvalidModel)
+		return invalid("max_batch_size must not be negative")
+	}
+	if len(c.Classes) > MaxConfigClasses {
+		return invalid("%d classes, more than %d", len(c.Classes), MaxConfigClasses)
 	}
 	for _, names := range [][]string{c.Classes, c.Features} {
-		seen := map[string]bool{}
+		seen := make(map[string]bool, len(names))
 		for _, n := range names {
 			if n == "" || len(n) > 128 || seen[n] {
-				return Config{}, fmt.Errorf("%w: config.yaml: empty, overlong or repeated name %q", ErrInvalidModel, n)
+				return invalid("empty, overlong or repeated name %q", truncate(n, 128))
 			}
 			seen[n] = true
 		}
 	}
+	if c.DefaultVersion != "" {
+		if err := ValidName(c.DefaultVersion); err != nil {
+			return invalid("default_version: %v", err)
+		}
+	}
 	return c, nil
+}
+
+// truncate shortens s to at most n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// checkNodes walks a parsed config.yaml, refusing aliases, mappings with
+// more than maxMappingKeys keys or with a repeated key, and keys that t, the
+// struct the mapping decodes into, has no field for. It does in one pass
+// what the YAML decoder would do in time quadratic in a mapping's keys.
+func checkNodes(n *yaml.Node, t reflect.Type) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		return fmt.Errorf("line %d: aliases (*%s) are not allowed", n.Line, truncate(n.Value, 64))
+	case yaml.MappingNode:
+		if len(n.Content) > 2*maxMappingKeys {
+			return fmt.Errorf("line %d: a mapping of %d keys, more than %d", n.Line, len(n.Content)/2, maxMappingKeys)
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: a key must be a plain name", k.Line)
+			}
+			if line, ok := seen[k.Value]; ok {
+				return fmt.Errorf("line %d: key %q repeated (first at line %d)", k.Line, truncate(k.Value, 64), line)
+			}
+			seen[k.Value] = k.Line
+			var ft reflect.Type
+			if t != nil && t.Kind() == reflect.Struct {
+				f, ok := yamlField(t, k.Value)
+				if !ok {
+					return fmt.Errorf("line %d: unknown key %q", k.Line, truncate(k.Value, 64))
+				}
+				ft = f.Type
+			}
+			if err := checkNodes(v, ft); err != nil {
+				return err
+			}
+		}
+	default:
+		var et reflect.Type
+		if t != nil && t.Kind() == reflect.Slice {
+			et = t.Elem()
+		}
+		for _, c := range n.Content {
+			if err := checkNodes(c, et); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// yamlField returns the field of struct t that the YAML key name decodes
+// into.
+func yamlField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name && f.IsExported() {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // LoadFunc builds a model from the bytes of its file. meta carries the name,
@@ -162,15 +318,13 @@ func LoadDir(fsys fs.FS, name string, runtimes []Runtime) ([]Loaded, Config, err
 	if err := ValidName(name); err != nil {
 		return nil, Config{}, err
 	}
-	var cfg Config
-	switch data, err := fs.ReadFile(fsys, path.Join(name, "config.yaml")); {
+	cfg, _, err := ReadConfig(fsys, path.Join(name, "config.yaml"))
+	switch {
 	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, ErrInvalidModel):
+		return nil, Config{}, fmt.Errorf("model %s: %w", name, err)
 	case err != nil:
 		return nil, Config{}, fmt.Errorf("read config of model %s: %w", name, err)
-	default:
-		if cfg, err = ParseConfig(bytes.NewReader(data)); err != nil {
-			return nil, Config{}, fmt.Errorf("model %s: %w", name, err)
-		}
 	}
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
