@@ -10,6 +10,9 @@ ONNXRUNTIME_LIB := .cache/onnxruntime/$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
 PROMETHEUS3_MODULE ?= v0.316.0
 PROMETHEUS3_RELEASE ?= 3.16.0
 PROMETHEUS3_DIR := .cache/prometheus/$(PROMETHEUS3_MODULE)
+# Of the service discoveries only Kubernetes' (static and file discovery are
+# built in): the others' cloud SDKs take most of a full build's time.
+PROMETHEUS3_TAGS ?= remove_all_sd,enable_kubernetes_sd
 # Where the deploy and chart tests find it; Debian's 2.x is on PATH.
 export MODELWATCH_TEST_PROMETHEUS3 ?= $(CURDIR)/$(PROMETHEUS3_DIR)
 
@@ -37,7 +40,8 @@ $(ONNXRUNTIME_LIB):
 prometheus3: $(PROMETHEUS3_DIR)/prometheus $(PROMETHEUS3_DIR)/promtool
 
 $(PROMETHEUS3_DIR)/prometheus $(PROMETHEUS3_DIR)/promtool:
-	GOBIN=$(CURDIR)/$(PROMETHEUS3_DIR) $(GO) install -ldflags '-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_RELEASE)' \
+	GOBIN=$(CURDIR)/$(PROMETHEUS3_DIR) $(GO) install -tags $(PROMETHEUS3_TAGS) \
+		-ldflags '-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_RELEASE)' \
 		github.com/prometheus/prometheus/cmd/$(@F)@$(PROMETHEUS3_MODULE)
 
 ## deploy-test: the deploy/ tests and the chart's, against both Prometheus

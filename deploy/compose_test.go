@@ -15,6 +15,9 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
+	"github.com/modelwatch/modelwatch/internal/testenv"
 )
 
 // TestCompose loads the Compose file as Docker Compose would, and checks it
@@ -263,5 +266,77 @@ func TestDockerfile(t *testing.T) {
 	}
 	if env := regexp.MustCompile(`MODELWATCH_ONNXRUNTIME_LIBRARY=(\S+)`).FindStringSubmatch(df); env == nil || !strings.HasPrefix(env[1], "/opt/onnxruntime/lib/") {
 		t.Errorf("the image does not point modelwatch at its ONNX Runtime: %v", env)
+	}
+}
+
+// TestComposePrometheus starts the Compose file's Prometheus service as
+// Compose would, with its command's flags and its mounted files, on the
+// Prometheus 3 release its image names (the one the other tests run): only
+// the container paths are rewritten to the files they mount, the data
+// directory to a temporary one, and a loopback listen address added.
+func TestComposePrometheus(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose/docker-compose.yml"}, cli.WithWorkingDirectory("compose"), cli.WithName("modelwatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	svc := project.Services["prometheus"]
+	v := prometheustest.Get(t, 3)
+	if tag := strings.TrimPrefix(svc.Image[strings.LastIndex(svc.Image, ":")+1:], "v"); tag != v.Release {
+		t.Fatalf("Compose runs Prometheus %s, the tests %s", tag, v.Release)
+	}
+	dir := t.TempDir()
+	// Container paths to the files and directories they mount.
+	var paths []string
+	for _, vol := range svc.Volumes {
+		switch vol.Type {
+		case types.VolumeTypeBind:
+			paths = append(paths, vol.Target, vol.Source)
+		case types.VolumeTypeVolume:
+			paths = append(paths, vol.Target, filepath.Join(dir, vol.Source))
+		}
+	}
+	containerPaths := strings.NewReplacer(paths...)
+	var args []string
+	cfgFile := ""
+	for _, a := range svc.Command {
+		if f, ok := strings.CutPrefix(a, "--config.file="); ok {
+			cfgFile = f
+			continue
+		}
+		args = append(args, containerPaths.Replace(a))
+	}
+	if cfgFile == "" {
+		t.Fatalf("the prometheus service's command names no --config.file: %q", svc.Command)
+	}
+	cfg, err := os.ReadFile(containerPaths.Replace(cfgFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The configuration's own paths (rules, file_sd) are container paths too.
+	rewritten := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(rewritten, []byte(containerPaths.Replace(string(cfg))), 0o644)
+	addr := testenv.FreePort(t)
+	p := testenv.Start(t, v.Prometheus, append(args, "--config.file="+rewritten, "--web.listen-address="+addr)...)
+	testenv.WaitHTTP(t, "http://"+addr+"/-/ready", p)
+	// It loaded the rules the Compose file mounts.
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				File string `json:"file"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	testenv.GetJSON(t, "http://"+addr+"/api/v1/rules", &rules)
+	files, _ := filepath.Glob("prometheus/rules/*.yml")
+	loaded := map[string]bool{}
+	for _, g := range rules.Data.Groups {
+		loaded[filepath.Base(g.File)] = true
+	}
+	if len(files) == 0 || len(loaded) != len(files) {
+		t.Errorf("Prometheus loaded rules from %v, want the %d files of prometheus/rules", loaded, len(files))
 	}
 }

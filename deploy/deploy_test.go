@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/testenv"
 )
 
@@ -44,21 +45,25 @@ func ruleFiles(t *testing.T) []string {
 	return files
 }
 
-// TestRules checks every rule file with promtool, runs every rule unit test,
+// TestRules checks every rule file with promtool, runs every rule unit test
+// (both with Prometheus 2 and 3),
 // and holds every alert to the project's standard: a severity, a summary, a
 // description, a runbook section in docs/RUNBOOK.md, and a unit test.
 func TestRules(t *testing.T) {
-	promtool := testenv.Tool(t, "promtool", "prometheus")
 	files := ruleFiles(t)
-	testenv.Run(t, ".", promtool, append([]string{"check", "rules"}, files...)...)
-
 	tests, _ := filepath.Glob("prometheus/tests/*.test.yml")
 	if len(tests) == 0 {
 		t.Fatal("no rule tests")
 	}
+	// The same files and unit tests hold on Prometheus 2 and 3.
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		testenv.Run(t, ".", v.Promtool, append([]string{"check", "rules"}, files...)...)
+		for _, f := range tests {
+			testenv.Run(t, filepath.Dir(f), v.Promtool, "test", "rules", filepath.Base(f))
+		}
+	})
 	var testText bytes.Buffer
 	for _, f := range tests {
-		testenv.Run(t, filepath.Dir(f), promtool, "test", "rules", filepath.Base(f))
 		b, _ := os.ReadFile(f)
 		testText.Write(b)
 	}
@@ -102,7 +107,33 @@ func TestRules(t *testing.T) {
 	}
 }
 
-// prometheusServer is a running Prometheus from Debian's package.
+// TestConfigs checks the shipped Prometheus configurations with each
+// version's promtool, as docs/DEPLOY.md tells a user of that version to run
+// them (prometheustest.Version.Config). Debian's Prometheus 2 is built
+// without Kubernetes discovery, so only Prometheus 3 checks the Kubernetes
+// one; the chart's tests run its scrape job.
+func TestConfigs(t *testing.T) {
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		files := []string{"prometheus/prometheus.yml"}
+		if v.Major >= 3 {
+			files = append(files, "prometheus/kubernetes/prometheus.yml")
+		}
+		dir := t.TempDir()
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, _ := v.Config(string(b))
+			out := filepath.Join(dir, strings.ReplaceAll(f, "/", "_"))
+			os.WriteFile(out, []byte(cfg), 0o644)
+			// --syntax-only: the rule files are where the containers mount them.
+			testenv.Run(t, dir, v.Promtool, "check", "config", "--syntax-only", out)
+		}
+	})
+}
+
+// prometheusServer is a running Prometheus.
 type prometheusServer struct {
 	*testenv.Prometheus
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
 	"github.com/modelwatch/modelwatch/internal/testenv"
 )
@@ -20,78 +21,80 @@ import (
 // Prometheus with the shipped configuration and rules. The aggregated queries
 // and recording rules must equal the traffic sent to all three; when one
 // replica stops, only its ModelwatchDown alert fires and the others' numbers
-// stay right.
+// stay right. It runs on Prometheus 2 and 3.
 func TestThreeReplicas(t *testing.T) {
-	dir := t.TempDir()
-	var addrs []string
-	var procs []*testenv.Proc
-	for range 3 {
-		addr := testenv.FreePort(t)
-		p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
-		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
-		addrs, procs = append(addrs, addr), append(procs, p)
-	}
-	targets := filepath.Join(dir, "targets")
-	os.MkdirAll(targets, 0o755)
-	var group []map[string]any
-	for i, a := range addrs {
-		group = append(group, map[string]any{"targets": []string{a}, "labels": map[string]string{"replica": fmt.Sprint(i)}})
-	}
-	b, _ := json.Marshal(group)
-	os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
-
-	rulesDir := shippedRules(t, dir)
-	promAddr := testenv.FreePort(t)
-	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
-	// The static modelwatch target is dropped: the replicas come from file_sd.
-	cfg := strings.NewReplacer(
-		`      - targets: ["modelwatch:8000"]`+"\n", "      - targets: []\n",
-		`"localhost:9090"`, `"`+promAddr+`"`,
-		`"node-exporter:9100"`, `"127.0.0.1:1"`, `"pushgateway:9091"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
-		"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
-		"/etc/prometheus/targets/*.json", targets+"/*.json",
-		"refresh_interval: 30s", "refresh_interval: 1s",
-		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
-	).Replace(string(promCfg))
-	if strings.Contains(cfg, "modelwatch:8000") {
-		t.Fatal("the static target was not removed")
-	}
-	prom := startPrometheusAt(t, promAddr, cfg)
-	testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
-		n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
-		return n == 3, fmt.Sprintf("%v up", n)
-	})
-
-	// Known traffic: 100, 200 and 300 requests of 2 rows.
-	sent := 0
-	for i, a := range addrs {
-		res, err := loadgen.Run(context.Background(), loadgen.Config{URL: "http://" + a, Requests: 100 * (i + 1), Batch: 2, Seed: uint64(i)}, nil)
-		if err != nil || res.OK != 100*(i+1) {
-			t.Fatalf("replica %d: %v %+v", i, err, res)
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		dir := t.TempDir()
+		var addrs []string
+		var procs []*testenv.Proc
+		for range 3 {
+			addr := testenv.FreePort(t)
+			p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
+			testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+			addrs, procs = append(addrs, addr), append(procs, p)
 		}
-		sent += res.OK
-	}
-	testenv.WaitFor(t, "the totals across replicas", 30*time.Second, func() (bool, string) {
-		reqs, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
-		rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
-		byReplica, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success",replica="2"})`)
-		_, recorded := prom.scalar(t, `model:requests:rate5m{model_name="fraud_model"}`)
-		return reqs == float64(sent) && rows == float64(2*sent) && byReplica == 300 && recorded,
-			fmt.Sprintf("requests %v, rows %v, replica 2 %v, recorded %v; sent %d", reqs, rows, byReplica, recorded, sent)
-	})
-	// The recording rule aggregates the replicas into one series per model version.
-	if n, _ := prom.query(`model:requests:rate5m{model_name="fraud_model",model_version="v1"}`); n != 1 {
-		t.Errorf("model:requests:rate5m has %d series for fraud_model v1, want one across replicas", n)
-	}
+		targets := filepath.Join(dir, "targets")
+		os.MkdirAll(targets, 0o755)
+		var group []map[string]any
+		for i, a := range addrs {
+			group = append(group, map[string]any{"targets": []string{a}, "labels": map[string]string{"replica": fmt.Sprint(i)}})
+		}
+		b, _ := json.Marshal(group)
+		os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
 
-	// Replica 1 stops: only its ModelwatchDown fires; the others' totals stay.
-	procs[1].Stop()
-	testenv.WaitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
-		down := prom.firing(t, "ModelwatchDown", "instance")
-		return len(down) == 1 && down[0] == addrs[1], fmt.Sprintf("firing for %v", down)
+		rulesDir := shippedRules(t, dir)
+		promAddr := testenv.FreePort(t)
+		promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
+		// The static modelwatch target is dropped: the replicas come from file_sd.
+		cfg := strings.NewReplacer(
+			`      - targets: ["modelwatch:8000"]`+"\n", "      - targets: []\n",
+			`"localhost:9090"`, `"`+promAddr+`"`,
+			`"node-exporter:9100"`, `"127.0.0.1:1"`, `"pushgateway:9091"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
+			"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
+			"/etc/prometheus/targets/*.json", targets+"/*.json",
+			"refresh_interval: 30s", "refresh_interval: 1s",
+			"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
+		).Replace(string(promCfg))
+		if strings.Contains(cfg, "modelwatch:8000") {
+			t.Fatal("the static target was not removed")
+		}
+		prom := startPrometheusAt(t, v, promAddr, cfg)
+		testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
+			n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
+			return n == 3, fmt.Sprintf("%v up", n)
+		})
+
+		// Known traffic: 100, 200 and 300 requests of 2 rows.
+		sent := 0
+		for i, a := range addrs {
+			res, err := loadgen.Run(context.Background(), loadgen.Config{URL: "http://" + a, Requests: 100 * (i + 1), Batch: 2, Seed: uint64(i)}, nil)
+			if err != nil || res.OK != 100*(i+1) {
+				t.Fatalf("replica %d: %v %+v", i, err, res)
+			}
+			sent += res.OK
+		}
+		testenv.WaitFor(t, "the totals across replicas", 30*time.Second, func() (bool, string) {
+			reqs, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"})`)
+			rows, _ := prom.scalar(t, `sum(model_predictions_total{job="modelwatch"})`)
+			byReplica, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success",replica="2"})`)
+			_, recorded := prom.scalar(t, `model:requests:rate5m{model_name="fraud_model"}`)
+			return reqs == float64(sent) && rows == float64(2*sent) && byReplica == 300 && recorded,
+				fmt.Sprintf("requests %v, rows %v, replica 2 %v, recorded %v; sent %d", reqs, rows, byReplica, recorded, sent)
+		})
+		// The recording rule aggregates the replicas into one series per model version.
+		if n, _ := prom.query(`model:requests:rate5m{model_name="fraud_model",model_version="v1"}`); n != 1 {
+			t.Errorf("model:requests:rate5m has %d series for fraud_model v1, want one across replicas", n)
+		}
+
+		// Replica 1 stops: only its ModelwatchDown fires; the others' totals stay.
+		procs[1].Stop()
+		testenv.WaitFor(t, "ModelwatchDown for replica 1 only", 30*time.Second, func() (bool, string) {
+			down := prom.firing(t, "ModelwatchDown", "instance")
+			return len(down) == 1 && down[0] == addrs[1], fmt.Sprintf("firing for %v", down)
+		})
+		live, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"} and on (instance) (up == 1))`)
+		if live != 100+300 {
+			t.Errorf("requests of the live replicas %v, want 400", live)
+		}
 	})
-	live, _ := prom.scalar(t, `sum(model_requests_total{job="modelwatch",status="success"} and on (instance) (up == 1))`)
-	if live != 100+300 {
-		t.Errorf("requests of the live replicas %v, want 400", live)
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
@@ -157,9 +158,17 @@ func (p *prometheusServer) firing(t *testing.T, name, label string) []string {
 // TestStack runs the shipped configuration against the real components:
 // modelwatch (and a second target with fake GPUs), Prometheus, Alertmanager,
 // Pushgateway and node-exporter, on loopback ports, with only addresses and
-// intervals rewritten.
+// intervals rewritten; once with Prometheus 2 and once with Prometheus 3.
 func TestStack(t *testing.T) {
 	lib := onnxtest.Library(t)
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		stack(t, v, lib)
+	})
+}
+
+// stack is TestStack on one Prometheus version, with ONNX Runtime's library
+// at lib.
+func stack(t *testing.T, v prometheustest.Version, lib string) {
 	nodeExporter := testenv.Tool(t, "prometheus-node-exporter", "prometheus-node-exporter")
 	pushgateway := testenv.Tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
 	alertmanager := testenv.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
@@ -228,7 +237,7 @@ func TestStack(t *testing.T) {
 		"scrape_interval: 15s", "scrape_interval: 1s",
 		"evaluation_interval: 15s", "evaluation_interval: 1s",
 	).Replace(string(promCfg))
-	prom := startPrometheusAt(t, promAddr, cfg, "exemplar-storage")
+	prom := startPrometheusAt(t, v, promAddr, cfg, "exemplar-storage")
 
 	// Every target is up.
 	testenv.WaitFor(t, "every target up", 30*time.Second, func() (bool, string) {
@@ -368,12 +377,41 @@ func TestStack(t *testing.T) {
 		t.Error("no exemplar with a request_id stored")
 	}
 
-	// Native histograms are stored by a Prometheus with the feature on.
-	native := startPrometheusAt(t, testenv.FreePort(t), fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: modelwatch\n    static_configs: [{targets: [%q]}]\n", mwAddr), "native-histograms")
+	// Histograms: the classic buckets the rules and dashboards read, and the
+	// native form, from the shipped configuration. Prometheus 2 before 2.45
+	// cannot store both from one scrape: with its native-histograms feature
+	// it keeps only the native form, so a second Prometheus with the feature
+	// on shows that form, and that its classic buckets are gone.
+	classic := `sum(http_request_duration_seconds_bucket{job="modelwatch",endpoint="/predict",le="+Inf"})`
+	native := `histogram_count(sum(http_request_duration_seconds{job="modelwatch",endpoint="/predict"}))`
+	testenv.WaitFor(t, "classic buckets", 20*time.Second, func() (bool, string) {
+		n, _ := prom.scalar(t, classic)
+		return n == float64(res.Sent), fmt.Sprintf("+Inf bucket %v, sent %d", n, res.Sent)
+	})
+	// Classic bucket bounds are stored as floats, le="1.0", on both
+	// versions: Prometheus 3 writes them so whatever the format scraped,
+	// and Prometheus 2 with exemplar storage asks for OpenMetrics, which
+	// writes them so (the classic text format says le="1").
+	stored, gone := `le="1.0"`, `le="1"`
+	for sel, want := range map[string]bool{stored: true, gone: false} {
+		n, err := prom.query(`http_request_duration_seconds_bucket{job="modelwatch",endpoint="/predict",` + sel + `}`)
+		if err != nil || (n > 0) != want {
+			t.Errorf("Prometheus %s: %d series with %s (%v), want them stored: %v", v.Release, n, sel, err, want)
+		}
+	}
+	nativeProm := prom
+	if !v.BothHistograms() {
+		nativeProm = startPrometheusAt(t, v, testenv.FreePort(t), fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: modelwatch\n    static_configs: [{targets: [%q]}]\n", mwAddr), "native-histograms")
+	}
 	testenv.WaitFor(t, "a native histogram", 20*time.Second, func() (bool, string) {
-		n, _ := native.scalar(t, `histogram_count(sum(http_request_duration_seconds{endpoint="/predict"}))`)
+		n, _ := nativeProm.scalar(t, native)
 		return n == float64(res.Sent), fmt.Sprintf("histogram_count %v, sent %d", n, res.Sent)
 	})
+	if !v.BothHistograms() {
+		if n, err := nativeProm.query(`http_request_duration_seconds_bucket`); err != nil || n != 0 {
+			t.Errorf("Prometheus %s with native histograms stored %d classic bucket series (%v); docs/DEPLOY.md says it stores none", v.Release, n, err)
+		}
+	}
 
 	// The drift reaches the team's webhook.
 	testenv.WaitFor(t, "ModelInputDrift at the team webhook", 60*time.Second, func() (bool, string) {
@@ -427,83 +465,88 @@ func TestStack(t *testing.T) {
 	})
 }
 
-// startPrometheusAt runs Prometheus on addr with the configuration text cfg.
-func startPrometheusAt(t *testing.T, addr, cfg string, features ...string) *prometheusServer {
+// startPrometheusAt runs Prometheus of version v on addr with the
+// configuration text cfg, written for Prometheus 3 (see
+// prometheustest.Version.Config).
+func startPrometheusAt(t *testing.T, v prometheustest.Version, addr, cfg string, features ...string) *prometheusServer {
 	t.Helper()
-	return &prometheusServer{testenv.StartPrometheus(t, addr, cfg, features...)}
+	return &prometheusServer{v.Start(t, addr, cfg, features...)}
 }
 
 // TestBatchJobThroughPushgateway runs modelwatch batch against a real
 // Pushgateway scraped by Prometheus with the shipped configuration: the job's
 // metrics arrive under the job's own labels (honor_labels), a failed run
-// keeps the last success, and BatchJobOverdue fires once the job is late.
+// keeps the last success, and BatchJobOverdue fires once the job is late;
+// on Prometheus 2 and 3.
 func TestBatchJobThroughPushgateway(t *testing.T) {
-	pushgateway := testenv.Tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
-	dir := t.TempDir()
-	pushAddr, promAddr := testenv.FreePort(t), testenv.FreePort(t)
-	push := testenv.Start(t, pushgateway, "--web.listen-address="+pushAddr)
-	testenv.WaitHTTP(t, "http://"+pushAddr+"/-/ready", push)
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		pushgateway := testenv.Tool(t, "prometheus-pushgateway", "prometheus-pushgateway")
+		dir := t.TempDir()
+		pushAddr, promAddr := testenv.FreePort(t), testenv.FreePort(t)
+		push := testenv.Start(t, pushgateway, "--web.listen-address="+pushAddr)
+		testenv.WaitHTTP(t, "http://"+pushAddr+"/-/ready", push)
 
-	rulesDir := shippedRules(t, dir)
-	promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
-	cfg := strings.NewReplacer(
-		`"pushgateway:9091"`, `"`+pushAddr+`"`,
-		`"modelwatch:8000"`, `"127.0.0.1:1"`, `"localhost:9090"`, `"`+promAddr+`"`,
-		`"node-exporter:9100"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
-		"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
-		"/etc/prometheus/targets/*.json", filepath.Join(dir, "targets")+"/*.json",
-		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
-	).Replace(string(promCfg))
-	prom := startPrometheusAt(t, promAddr, cfg)
+		rulesDir := shippedRules(t, dir)
+		promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
+		cfg := strings.NewReplacer(
+			`"pushgateway:9091"`, `"`+pushAddr+`"`,
+			`"modelwatch:8000"`, `"127.0.0.1:1"`, `"localhost:9090"`, `"`+promAddr+`"`,
+			`"node-exporter:9100"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
+			"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
+			"/etc/prometheus/targets/*.json", filepath.Join(dir, "targets")+"/*.json",
+			"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
+		).Replace(string(promCfg))
+		prom := startPrometheusAt(t, v, promAddr, cfg)
 
-	heldout, err := os.ReadFile("../models/fraud_model/testdata/heldout.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	input := filepath.Join(dir, "rows.csv")
-	lines := strings.Split(strings.TrimSpace(string(heldout)), "\n")
-	bad := append(slices.Clone(lines[:11]), "12.5,3,not-a-number,1,2,3,0")
-	os.WriteFile(input, []byte(strings.Join(append(bad, lines[11:]...), "\n")+"\n"), 0o644)
-	batch := func(extra ...string) (int, string) {
-		args := append([]string{"batch", "--input", input, "--output", filepath.Join(dir, "out.csv"), "--pushgateway", "http://" + pushAddr,
-			"--job", "nightly_scoring", "--grouping", "team=fraud", "--expected-interval", "3s"}, extra...)
-		out, err := exec.Command(modelwatchBin, args...).CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
+		heldout, err := os.ReadFile("../models/fraud_model/testdata/heldout.csv")
+		if err != nil {
+			t.Fatal(err)
 		}
-		return code, string(out)
-	}
-	code, out := batch()
-	if code != 0 || !strings.Contains(out, "line 12, column merchant_category") || !strings.Contains(out, "scored 300 rows") {
-		t.Fatalf("batch: exit %d\n%s", code, out)
-	}
-	sel := `{job="nightly_scoring",team="fraud",model_name="fraud_model",model_version="v1"}`
-	testenv.WaitFor(t, "the job's metrics in Prometheus", 30*time.Second, func() (bool, string) {
-		rows, _ := prom.scalar(t, "modelwatch_batch_rows_processed"+sel)
-		failed, _ := prom.scalar(t, "modelwatch_batch_rows_failed"+sel)
-		_, ok := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
-		return rows == 300 && failed == 1 && ok, fmt.Sprintf("rows %v, failed %v, success %v", rows, failed, ok)
-	})
-	success, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+		input := filepath.Join(dir, "rows.csv")
+		lines := strings.Split(strings.TrimSpace(string(heldout)), "\n")
+		bad := append(slices.Clone(lines[:11]), "12.5,3,not-a-number,1,2,3,0")
+		os.WriteFile(input, []byte(strings.Join(append(bad, lines[11:]...), "\n")+"\n"), 0o644)
+		batch := func(extra ...string) (int, string) {
+			args := append([]string{"batch", "--input", input, "--output", filepath.Join(dir, "out.csv"), "--pushgateway", "http://" + pushAddr,
+				"--job", "nightly_scoring", "--grouping", "team=fraud", "--expected-interval", "3s"}, extra...)
+			out, err := exec.Command(modelwatchBin, args...).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			return code, string(out)
+		}
+		code, out := batch()
+		if code != 0 || !strings.Contains(out, "line 12, column merchant_category") || !strings.Contains(out, "scored 300 rows") {
+			t.Fatalf("batch: exit %d\n%s", code, out)
+		}
+		sel := `{job="nightly_scoring",team="fraud",model_name="fraud_model",model_version="v1"}`
+		testenv.WaitFor(t, "the job's metrics in Prometheus", 30*time.Second, func() (bool, string) {
+			rows, _ := prom.scalar(t, "modelwatch_batch_rows_processed"+sel)
+			failed, _ := prom.scalar(t, "modelwatch_batch_rows_failed"+sel)
+			_, ok := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+			return rows == 300 && failed == 1 && ok, fmt.Sprintf("rows %v, failed %v, success %v", rows, failed, ok)
+		})
+		success, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
 
-	// A failed run pushes its failure and keeps the last success.
-	code, out = batch("--fail-on-bad-row")
-	if code != 1 {
-		t.Fatalf("failing batch: exit %d\n%s", code, out)
-	}
-	written, _ := os.ReadFile(filepath.Join(dir, "out.csv"))
-	if n := strings.Count(string(written), "\n"); n != 11 {
-		t.Errorf("the failed run kept %d lines of output, want the header and the 10 rows before the bad one", n)
-	}
-	testenv.WaitFor(t, "the failure in Prometheus", 30*time.Second, func() (bool, string) {
-		_, failed := prom.scalar(t, "modelwatch_batch_last_failure_timestamp_seconds"+sel)
-		s, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
-		return failed && s == success, fmt.Sprintf("failure pushed %v, success %v (was %v)", failed, s, success)
-	})
-	// Three seconds after the last success the job is late: the alert fires.
-	testenv.WaitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
-		jobs := prom.firing(t, "BatchJobOverdue", "job")
-		return slices.Contains(jobs, "nightly_scoring"), fmt.Sprint(jobs)
+		// A failed run pushes its failure and keeps the last success.
+		code, out = batch("--fail-on-bad-row")
+		if code != 1 {
+			t.Fatalf("failing batch: exit %d\n%s", code, out)
+		}
+		written, _ := os.ReadFile(filepath.Join(dir, "out.csv"))
+		if n := strings.Count(string(written), "\n"); n != 11 {
+			t.Errorf("the failed run kept %d lines of output, want the header and the 10 rows before the bad one", n)
+		}
+		testenv.WaitFor(t, "the failure in Prometheus", 30*time.Second, func() (bool, string) {
+			_, failed := prom.scalar(t, "modelwatch_batch_last_failure_timestamp_seconds"+sel)
+			s, _ := prom.scalar(t, "modelwatch_batch_last_success_timestamp_seconds"+sel)
+			return failed && s == success, fmt.Sprintf("failure pushed %v, success %v (was %v)", failed, s, success)
+		})
+		// Three seconds after the last success the job is late: the alert fires.
+		testenv.WaitFor(t, "BatchJobOverdue", 30*time.Second, func() (bool, string) {
+			jobs := prom.firing(t, "BatchJobOverdue", "job")
+			return slices.Contains(jobs, "nightly_scoring"), fmt.Sprint(jobs)
+		})
 	})
 }

@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/config"
 	"github.com/modelwatch/modelwatch/internal/testenv"
 )
@@ -652,7 +653,7 @@ func TestChartFileCopies(t *testing.T) {
 
 // checkRules checks that the PrometheusRule holds exactly the repository's
 // rule groups but those disabled, that promtool accepts them, and that they
-// pass the repository's rule unit tests unchanged.
+// pass the repository's rule unit tests unchanged, on Prometheus 2 and 3.
 func checkRules(t *testing.T, pr *monitoringv1.PrometheusRule, disabled []string) {
 	t.Helper()
 	var want []monitoringv1.RuleGroup
@@ -670,29 +671,34 @@ func checkRules(t *testing.T, pr *monitoringv1.PrometheusRule, disabled []string
 	if disabled != nil {
 		return
 	}
-	promtool := testenv.Tool(t, "promtool", "prometheus")
-	dir := t.TempDir()
 	b, err := yaml.Marshal(map[string]any{"groups": got})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rendered := filepath.Join(dir, "rendered.yml")
-	os.WriteFile(rendered, b, 0o644)
-	testenv.Run(t, dir, promtool, "check", "rules", rendered)
-	// The repository's unit tests, pointed at the rendered rules.
-	tests, _ := filepath.Glob("../prometheus/tests/*.test.yml")
-	for _, f := range tests {
-		tb, _ := os.ReadFile(f)
-		var doc map[string]any
-		if err := yaml.Unmarshal(tb, &doc); err != nil {
-			t.Fatal(err)
+	// With each Prometheus version's promtool.
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		dir := t.TempDir()
+		rendered := filepath.Join(dir, "rendered.yml")
+		os.WriteFile(rendered, b, 0o644)
+		testenv.Run(t, dir, v.Promtool, "check", "rules", rendered)
+		// The repository's unit tests, pointed at the rendered rules.
+		tests, _ := filepath.Glob("../prometheus/tests/*.test.yml")
+		if len(tests) == 0 {
+			t.Fatal("no rule unit tests under deploy/prometheus/tests")
 		}
-		doc["rule_files"] = []string{rendered}
-		out, _ := yaml.Marshal(doc)
-		tf := filepath.Join(dir, filepath.Base(f))
-		os.WriteFile(tf, out, 0o644)
-		testenv.Run(t, dir, promtool, "test", "rules", tf)
-	}
+		for _, f := range tests {
+			tb, _ := os.ReadFile(f)
+			var doc map[string]any
+			if err := yaml.Unmarshal(tb, &doc); err != nil {
+				t.Fatal(err)
+			}
+			doc["rule_files"] = []string{rendered}
+			out, _ := yaml.Marshal(doc)
+			tf := filepath.Join(dir, filepath.Base(f))
+			os.WriteFile(tf, out, 0o644)
+			testenv.Run(t, dir, v.Promtool, "test", "rules", tf)
+		}
+	})
 }
 
 // TestValuesDocumented checks that the chart's README documents every value.

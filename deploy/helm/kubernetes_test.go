@@ -40,6 +40,7 @@ import (
 	adapterconfig "sigs.k8s.io/prometheus-adapter/pkg/config"
 	"sigs.k8s.io/prometheus-adapter/pkg/naming"
 
+	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/testenv"
 )
 
@@ -202,9 +203,12 @@ func (p k8sPod) targetGroups(namespace, node string) []map[string]any {
 }
 
 // kubernetesConfig reads deploy/prometheus/kubernetes/prometheus.yml and
-// turns it into one this Prometheus runs: the modelwatch job's Kubernetes
-// discovery becomes file_sd over targetsFile, with its relabelling unchanged.
-func kubernetesConfig(t *testing.T, targetsFile, rulesDir string) string {
+// turns it into one this test runs: the modelwatch job alone, scraped every
+// second, its relabelling unchanged, with rules from rulesDir. sd says where
+// its pods come from: nil keeps its Kubernetes discovery and points it at
+// apiServer; otherwise sd replaces that discovery (file_sd for a Prometheus
+// built without Kubernetes discovery).
+func kubernetesConfig(t *testing.T, apiServer string, sd map[string]any, rulesDir string) string {
 	t.Helper()
 	b, err := os.ReadFile("../prometheus/kubernetes/prometheus.yml")
 	if err != nil {
@@ -223,13 +227,18 @@ func kubernetesConfig(t *testing.T, targetsFile, rulesDir string) string {
 	if job == nil {
 		t.Fatal("no modelwatch job in deploy/prometheus/kubernetes/prometheus.yml")
 	}
-	// The discovery it replaces: pods, in every namespace, through the
-	// in-cluster API.
+	// Pods, in every namespace, through the in-cluster API.
 	if sd, _ := json.Marshal(job["kubernetes_sd_configs"]); string(sd) != `[{"role":"pod"}]` {
 		t.Fatalf("modelwatch job discovers %s, want [{role: pod}]", sd)
 	}
-	delete(job, "kubernetes_sd_configs")
-	job["file_sd_configs"] = []any{map[string]any{"files": []string{targetsFile}, "refresh_interval": "1s"}}
+	if sd == nil {
+		job["kubernetes_sd_configs"] = []any{map[string]any{"role": "pod", "api_server": apiServer}}
+	} else {
+		delete(job, "kubernetes_sd_configs")
+		for k, v := range sd {
+			job[k] = v
+		}
+	}
 	job["scrape_interval"] = "1s"
 	cfg["scrape_configs"] = []any{job}
 	cfg["rule_files"] = []string{filepath.Join(rulesDir, "*.yml")}
@@ -241,16 +250,18 @@ func kubernetesConfig(t *testing.T, targetsFile, rulesDir string) string {
 	return string(out)
 }
 
-// TestKubernetesScrapeJob runs the shipped Kubernetes scrape job's
-// relabelling in a real Prometheus over pods described as Kubernetes
-// discovery describes them, with the annotations and labels the chart puts
-// on its pods. Debian's Prometheus is built without Kubernetes discovery, so
-// file_sd hands it the same target groups; relabelling does not depend on
-// where they come from. The modelwatch pods are real servers started with
-// the chart's args, and the prometheus-adapter rules then find and query
-// them through the adapter's own code.
+// TestKubernetesScrapeJob runs the shipped Kubernetes scrape job in a real
+// Prometheus of each version over pods with the annotations and labels the
+// chart puts on its pods. Prometheus 3 finds them with its Kubernetes
+// discovery, through a fake API server that lists and watches pods (one of
+// them is created while it watches). Debian's Prometheus 2 is built without
+// Kubernetes discovery, so file_sd hands it the same pods as target groups
+// with the __meta_ labels Kubernetes discovery gives them. The modelwatch
+// pods are real servers started with the chart's args; the annotated ones
+// are scraped with the labels the rules and dashboards select, the others
+// dropped, and the prometheus-adapter rules then find and query them
+// through the adapter's own code.
 func TestKubernetesScrapeJob(t *testing.T) {
-	promtool := testenv.Tool(t, "promtool", "prometheus")
 	r := mustRender(t, "fraud", "ml", nil)
 	tmpl := r.deployments[0].Spec.Template
 	args := tmpl.Spec.Containers[0].Args
@@ -345,93 +356,134 @@ func TestKubernetesScrapeJob(t *testing.T) {
 		{name: "fraud-modelwatch-5d8c7-g7", ip: "127.0.0.7", phase: "Succeeded", labels: tmpl.Labels, annotations: withAnnotations(nil),
 			containers: []k8sPort{{"modelwatch", modelwatchPort, false}}},
 	}
-	var groups []map[string]any
-	for _, p := range pods {
-		groups = append(groups, p.targetGroups("ml", "node-1")...)
-	}
-	dir := t.TempDir()
-	targetsFile := filepath.Join(dir, "pods.json")
-	tb, _ := json.Marshal(groups)
-	os.WriteFile(targetsFile, tb, 0o644)
 	rulesDir, _ := filepath.Abs("../prometheus/rules")
-	cfg := kubernetesConfig(t, targetsFile, rulesDir)
-	cfgFile := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(cfgFile, []byte(cfg), 0o644)
-	testenv.Run(t, dir, promtool, "check", "config", cfgFile)
-	prom := testenv.StartPrometheus(t, testenv.FreePort(t), cfg)
-
-	type target struct {
-		Labels           map[string]string `json:"labels"`
-		DiscoveredLabels map[string]string `json:"discoveredLabels"`
-		ScrapeURL        string            `json:"scrapeUrl"`
-		Health           string            `json:"health"`
-	}
-	var targets struct {
-		Data struct {
-			Active  []target `json:"activeTargets"`
-			Dropped []target `json:"droppedTargets"`
-		} `json:"data"`
-	}
-	testenv.WaitFor(t, "the five modelwatch pods up and the https one scraped", 30*time.Second, func() (bool, string) {
-		testenv.GetJSON(t, prom.URL+"/api/v1/targets?state=any", &targets)
-		health := map[string]int{}
-		var state []string
-		for _, a := range targets.Data.Active {
-			health[a.Health]++
-			state = append(state, a.ScrapeURL+" "+a.Health)
-		}
-		return health["up"] == len(servers) && health["down"] == 1, strings.Join(state, ", ")
-	})
-
-	want := map[string]string{}
+	var podNames []string
 	for _, s := range servers {
-		u := fmt.Sprintf("http://%s/metrics", net.JoinHostPort(s.ip, strconv.Itoa(s.port)))
-		want[u] = fmt.Sprintf("instance=%s job=modelwatch namespace=ml node=node-1 pod=%s release=fraud", net.JoinHostPort(s.ip, strconv.Itoa(s.port)), s.pod)
+		podNames = append(podNames, s.pod)
 	}
-	want["https://127.0.0.3:9443/internal/metrics"] = "instance=127.0.0.3:9443 job=modelwatch namespace=ml node=node-1 pod=fraud-modelwatch-5d8c7-d4 release=fraud"
-	got := map[string]string{}
-	for _, a := range targets.Data.Active {
-		var kv []string
-		for k, v := range a.Labels {
-			kv = append(kv, k+"="+v)
+	sort.Strings(podNames)
+
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		var (
+			cfg  string
+			late func() // the last modelwatch pod appears while Prometheus runs
+			kube *fakeKubernetes
+		)
+		if v.Major >= 3 {
+			// Kubernetes discovery against a fake API server: the pods
+			// but one are there from the start, the last one is added
+			// while Prometheus watches.
+			last := slices.IndexFunc(pods, func(p k8sPod) bool { return p.name == servers[len(servers)-1].pod })
+			var objects []corev1.Pod
+			for i, p := range pods {
+				if i != last {
+					objects = append(objects, p.object("ml", "node-1"))
+				}
+			}
+			kube = startFakeKubernetes(t, objects)
+			late = func() { kube.add(pods[last].object("ml", "node-1")) }
+			cfg = kubernetesConfig(t, kube.URL, nil, rulesDir)
+		} else {
+			// Debian's Prometheus is built without Kubernetes discovery:
+			// file_sd hands it the same target groups, with the __meta_
+			// labels Kubernetes discovery gives them; relabelling does
+			// not depend on where they come from.
+			var groups []map[string]any
+			for _, p := range pods {
+				groups = append(groups, p.targetGroups("ml", "node-1")...)
+			}
+			targetsFile := filepath.Join(t.TempDir(), "pods.json")
+			tb, _ := json.Marshal(groups)
+			os.WriteFile(targetsFile, tb, 0o644)
+			cfg = kubernetesConfig(t, "", map[string]any{"file_sd_configs": []any{map[string]any{"files": []string{targetsFile}, "refresh_interval": "1s"}}}, rulesDir)
+			late = func() {}
 		}
-		sort.Strings(kv)
-		got[a.ScrapeURL] = strings.Join(kv, " ")
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("active targets:\n got %v\nwant %v", got, want)
-	}
-	var dropped []string
-	for _, d := range targets.Data.Dropped {
-		dropped = append(dropped, d.DiscoveredLabels["__meta_kubernetes_pod_name"]+" "+d.DiscoveredLabels["__address__"])
-	}
-	sort.Strings(dropped)
-	wantDropped := []string{
-		"cache-redis-0 127.0.0.6:6379",
-		servers[0].pod + " 127.0.0.1:9999",
-		"fraud-modelwatch-5d8c7-e5 127.0.0.4:" + strconv.Itoa(modelwatchPort),
-		"fraud-modelwatch-5d8c7-f6 127.0.0.5:" + strconv.Itoa(modelwatchPort),
-		"fraud-modelwatch-5d8c7-g7 127.0.0.7:" + strconv.Itoa(modelwatchPort),
-	}
-	sort.Strings(wantDropped)
-	if !slices.Equal(dropped, wantDropped) {
-		t.Errorf("dropped targets:\n got %q\nwant %q", dropped, wantDropped)
-	}
+		prom := v.Start(t, testenv.FreePort(t), cfg)
 
-	// The rules see the pods under job="modelwatch": ModelwatchDown's
-	// expression finds exactly the unreachable https pod.
-	testenv.WaitFor(t, `up{job="modelwatch"} == 0 for the https pod only`, 10*time.Second, func() (bool, string) {
-		down, err := prom.Query(`up{job="modelwatch"} == 0`)
-		return err == nil && len(down) == 1 && down[0].Labels["pod"] == "fraud-modelwatch-5d8c7-d4", fmt.Sprint(down, err)
-	})
+		type target struct {
+			Labels           map[string]string `json:"labels"`
+			DiscoveredLabels map[string]string `json:"discoveredLabels"`
+			ScrapeURL        string            `json:"scrapeUrl"`
+			Health           string            `json:"health"`
+		}
+		var targets struct {
+			Data struct {
+				Active  []target `json:"activeTargets"`
+				Dropped []target `json:"droppedTargets"`
+			} `json:"data"`
+		}
+		upAndDown := func(up int) func() (bool, string) {
+			return func() (bool, string) {
+				testenv.GetJSON(t, prom.URL+"/api/v1/targets?state=any", &targets)
+				health := map[string]int{}
+				var state []string
+				for _, a := range targets.Data.Active {
+					health[a.Health]++
+					state = append(state, a.ScrapeURL+" "+a.Health)
+				}
+				return health["up"] == up && health["down"] == 1, strings.Join(state, ", ")
+			}
+		}
+		if v.Major >= 3 {
+			testenv.WaitFor(t, "the first four modelwatch pods up and the https one scraped", 30*time.Second, upAndDown(len(servers)-1))
+			late()
+		}
+		testenv.WaitFor(t, "the five modelwatch pods up and the https one scraped", 30*time.Second, upAndDown(len(servers)))
 
-	t.Run("prometheus-adapter", func(t *testing.T) {
-		var pods []string
+		want := map[string]string{}
 		for _, s := range servers {
-			pods = append(pods, s.pod)
+			u := fmt.Sprintf("http://%s/metrics", net.JoinHostPort(s.ip, strconv.Itoa(s.port)))
+			want[u] = fmt.Sprintf("instance=%s job=modelwatch namespace=ml node=node-1 pod=%s release=fraud", net.JoinHostPort(s.ip, strconv.Itoa(s.port)), s.pod)
 		}
-		sort.Strings(pods)
-		checkAdapter(t, prom.URL, pods, fixed)
+		want["https://127.0.0.3:9443/internal/metrics"] = "instance=127.0.0.3:9443 job=modelwatch namespace=ml node=node-1 pod=fraud-modelwatch-5d8c7-d4 release=fraud"
+		got := map[string]string{}
+		for _, a := range targets.Data.Active {
+			var kv []string
+			for k, v := range a.Labels {
+				kv = append(kv, k+"="+v)
+			}
+			sort.Strings(kv)
+			got[a.ScrapeURL] = strings.Join(kv, " ")
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("active targets:\n got %v\nwant %v", got, want)
+		}
+		var dropped []string
+		for _, d := range targets.Data.Dropped {
+			dropped = append(dropped, d.DiscoveredLabels["__meta_kubernetes_pod_name"]+" "+d.DiscoveredLabels["__address__"])
+		}
+		sort.Strings(dropped)
+		wantDropped := []string{
+			"cache-redis-0 127.0.0.6:6379",
+			servers[0].pod + " 127.0.0.1:9999",
+			"fraud-modelwatch-5d8c7-e5 127.0.0.4:" + strconv.Itoa(modelwatchPort),
+			"fraud-modelwatch-5d8c7-f6 127.0.0.5:" + strconv.Itoa(modelwatchPort),
+			"fraud-modelwatch-5d8c7-g7 127.0.0.7:" + strconv.Itoa(modelwatchPort),
+		}
+		sort.Strings(wantDropped)
+		if !slices.Equal(dropped, wantDropped) {
+			t.Errorf("dropped targets:\n got %q\nwant %q", dropped, wantDropped)
+		}
+		if kube != nil {
+			// Discovery listed and watched through the API server, and
+			// asked for nothing else.
+			served, unknown := kube.forms()
+			if len(unknown) > 0 || (!slices.Contains(served, "watch-list") && !slices.Contains(served, "list")) || len(served) == 0 {
+				t.Errorf("the API server served %v and was asked for %v", served, unknown)
+			}
+			t.Logf("the API server served %v", served)
+		}
+
+		// The rules see the pods under job="modelwatch": ModelwatchDown's
+		// expression finds exactly the unreachable https pod.
+		testenv.WaitFor(t, `up{job="modelwatch"} == 0 for the https pod only`, 10*time.Second, func() (bool, string) {
+			down, err := prom.Query(`up{job="modelwatch"} == 0`)
+			return err == nil && len(down) == 1 && down[0].Labels["pod"] == "fraud-modelwatch-5d8c7-d4", fmt.Sprint(down, err)
+		})
+
+		t.Run("prometheus-adapter", func(t *testing.T) {
+			checkAdapter(t, prom.URL, podNames, fixed)
+		})
 	})
 }
 
@@ -644,77 +696,79 @@ func TestServiceMonitorScrape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := testenv.FreePort(t)
-	args := []string{"serve", "--listen-address=" + addr}
-	for _, a := range c.Args[1:] {
-		// This pod serves the embedded model; the chart's points at a volume.
-		if !strings.HasPrefix(a, "--listen-address=") && !strings.HasPrefix(a, "--model-repository=") && !strings.HasPrefix(a, "--embedded-model=") {
-			args = append(args, a)
-		}
-	}
-	p := testenv.Start(t, bin, args...)
-	testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
-
-	dir := t.TempDir()
-	pod := svc.Name + "-7f9c4-x2"
-	targets, _ := json.Marshal([]map[string]any{{
-		"targets": []string{addr},
-		"labels": map[string]string{
-			"job": svc.Name, "endpoint": ep.Port, "namespace": sm.Namespace, "service": svc.Name, "pod": pod, "container": c.Name,
-		},
-	}})
-	os.WriteFile(filepath.Join(dir, "targets.json"), targets, 0o644)
-	rulesDir, _ := filepath.Abs("../prometheus/rules")
-	cfg, _ := yaml.Marshal(map[string]any{
-		"global":     map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"},
-		"rule_files": []string{filepath.Join(rulesDir, "*.yml")},
-		"scrape_configs": []any{map[string]any{
-			"job_name":        fmt.Sprintf("serviceMonitor/%s/%s/0", sm.Namespace, sm.Name),
-			"metrics_path":    ep.Path,
-			"file_sd_configs": []any{map[string]any{"files": []string{filepath.Join(dir, "targets.json")}, "refresh_interval": "1s"}},
-			"relabel_configs": relabelConfigs(ep.RelabelConfigs),
-		}},
-	})
-	prom := testenv.StartPrometheus(t, testenv.FreePort(t), string(cfg))
-
-	predict := func(n int) {
-		t.Helper()
-		for i := 0; i < n; i++ {
-			resp, err := http.Post("http://"+addr+"/predict", "application/json", strings.NewReader(`{"inputs": [[950.0, 2, 8, 120.5, 11, 12]]}`))
-			if err != nil || resp.StatusCode != 200 {
-				t.Fatalf("predict: %v %v", resp, err)
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		addr := testenv.FreePort(t)
+		args := []string{"serve", "--listen-address=" + addr}
+		for _, a := range c.Args[1:] {
+			// This pod serves the embedded model; the chart's points at a volume.
+			if !strings.HasPrefix(a, "--listen-address=") && !strings.HasPrefix(a, "--model-repository=") && !strings.HasPrefix(a, "--embedded-model=") {
+				args = append(args, a)
 			}
-			resp.Body.Close()
 		}
-	}
-	wait := func(expr string, ok func([]testenv.Sample) bool) []testenv.Sample {
-		t.Helper()
-		var got []testenv.Sample
-		testenv.WaitFor(t, expr, 30*time.Second, func() (bool, string) {
-			var err error
-			got, err = prom.Query(expr)
-			return err == nil && ok(got), fmt.Sprint(got, err)
+		p := testenv.Start(t, bin, args...)
+		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+
+		dir := t.TempDir()
+		pod := svc.Name + "-7f9c4-x2"
+		targets, _ := json.Marshal([]map[string]any{{
+			"targets": []string{addr},
+			"labels": map[string]string{
+				"job": svc.Name, "endpoint": ep.Port, "namespace": sm.Namespace, "service": svc.Name, "pod": pod, "container": c.Name,
+			},
+		}})
+		os.WriteFile(filepath.Join(dir, "targets.json"), targets, 0o644)
+		rulesDir, _ := filepath.Abs("../prometheus/rules")
+		cfg, _ := yaml.Marshal(map[string]any{
+			"global":     map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"},
+			"rule_files": []string{filepath.Join(rulesDir, "*.yml")},
+			"scrape_configs": []any{map[string]any{
+				"job_name":        fmt.Sprintf("serviceMonitor/%s/%s/0", sm.Namespace, sm.Name),
+				"metrics_path":    ep.Path,
+				"file_sd_configs": []any{map[string]any{"files": []string{filepath.Join(dir, "targets.json")}, "refresh_interval": "1s"}},
+				"relabel_configs": relabelConfigs(ep.RelabelConfigs),
+			}},
 		})
-		return got
-	}
-	up := wait(`up{job="modelwatch"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 1 })[0]
-	want := map[string]string{"job": "modelwatch", "namespace": "ml", "service": svc.Name, "pod": pod, "container": "modelwatch", "instance": addr, "__name__": "up"}
-	if fmt.Sprint(up.Labels) != fmt.Sprint(want) {
-		t.Errorf("target labels %v, want %v", up.Labels, want)
-	}
-	// Two scrapes that see requests, so that their rate is defined.
-	predict(5)
-	wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 5 })
-	predict(5)
-	wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 10 })
-	if s, err := prom.Query(`{exported_endpoint!=""}`); err != nil || len(s) != 0 {
-		t.Errorf("series with exported_endpoint: %v %v", s, err)
-	}
-	// The SLO ratios select on endpoint; with the label displaced they are empty.
-	for _, rule := range []string{"slo:inference_errors:ratio_rate5m", "slo:inference_slow:ratio_rate5m"} {
-		s := wait(rule, func(s []testenv.Sample) bool { return len(s) == 1 && !math.IsNaN(s[0].Value) })
-		if s[0].Labels["job"] != "modelwatch" || s[0].Value != 0 {
-			t.Errorf("%s = %v, want 0 for job modelwatch", rule, s)
+		prom := v.Start(t, testenv.FreePort(t), string(cfg))
+
+		predict := func(n int) {
+			t.Helper()
+			for i := 0; i < n; i++ {
+				resp, err := http.Post("http://"+addr+"/predict", "application/json", strings.NewReader(`{"inputs": [[950.0, 2, 8, 120.5, 11, 12]]}`))
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("predict: %v %v", resp, err)
+				}
+				resp.Body.Close()
+			}
 		}
-	}
+		wait := func(expr string, ok func([]testenv.Sample) bool) []testenv.Sample {
+			t.Helper()
+			var got []testenv.Sample
+			testenv.WaitFor(t, expr, 30*time.Second, func() (bool, string) {
+				var err error
+				got, err = prom.Query(expr)
+				return err == nil && ok(got), fmt.Sprint(got, err)
+			})
+			return got
+		}
+		up := wait(`up{job="modelwatch"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 1 })[0]
+		want := map[string]string{"job": "modelwatch", "namespace": "ml", "service": svc.Name, "pod": pod, "container": "modelwatch", "instance": addr, "__name__": "up"}
+		if fmt.Sprint(up.Labels) != fmt.Sprint(want) {
+			t.Errorf("target labels %v, want %v", up.Labels, want)
+		}
+		// Two scrapes that see requests, so that their rate is defined.
+		predict(5)
+		wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 5 })
+		predict(5)
+		wait(`http_requests_total{job="modelwatch",endpoint="/predict",status="200"}`, func(s []testenv.Sample) bool { return len(s) == 1 && s[0].Value == 10 })
+		if s, err := prom.Query(`{exported_endpoint!=""}`); err != nil || len(s) != 0 {
+			t.Errorf("series with exported_endpoint: %v %v", s, err)
+		}
+		// The SLO ratios select on endpoint; with the label displaced they are empty.
+		for _, rule := range []string{"slo:inference_errors:ratio_rate5m", "slo:inference_slow:ratio_rate5m"} {
+			s := wait(rule, func(s []testenv.Sample) bool { return len(s) == 1 && !math.IsNaN(s[0].Value) })
+			if s[0].Labels["job"] != "modelwatch" || s[0].Value != 0 {
+				t.Errorf("%s = %v, want 0 for job modelwatch", rule, s)
+			}
+		}
+	})
 }
