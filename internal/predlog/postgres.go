@@ -24,8 +24,10 @@ type PostgresOptions struct {
 // replica writes and reads, so that a label sent to any replica finds its
 // prediction. Batches are written with COPY into a temporary table, then
 // moved with INSERT ... ON CONFLICT DO NOTHING, which keeps the first copy
-// of a record written twice (see docs/BENCHMARKS.md for why COPY and not a
-// multi-row INSERT).
+// of a record written twice. COPY was chosen over multi-row INSERT ... ON
+// CONFLICT by BenchmarkPostgresWrite: on a 2-core machine with the server
+// local, batches of 1000 rows went at 55,600 rows/s against 47,900 when new
+// and 96,500 against 57,700 when retried.
 type Postgres struct {
 	pool *pgxpool.Pool
 	opts PostgresOptions

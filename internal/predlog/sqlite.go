@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite", pure Go
@@ -40,6 +41,8 @@ type SQLite struct {
 	opts SQLiteOptions
 	w    *sql.DB // one connection: SQLite has one writer
 	r    *sql.DB
+	// insertFull is the INSERT of sqliteRowsPerInsert records.
+	insertFull string
 }
 
 var _ Store = (*SQLite)(nil)
@@ -66,7 +69,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	s := &SQLite{path: path, opts: opts, w: w}
+	s := &SQLite{path: path, opts: opts, w: w, insertFull: sqliteInsert(sqliteRowsPerInsert)}
 	if err := s.migrate(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("prediction log %s: %w", path, err)
@@ -118,10 +121,26 @@ func (s *SQLite) migrate(ctx context.Context) error {
 // Path returns the database file's path.
 func (s *SQLite) Path() string { return s.path }
 
-// sqliteInsert keeps the first copy of a record written twice.
-const sqliteInsert = `INSERT INTO predictions
-	(request_id, row_index, predicted_at_us, model_name, model_version, inputs, predicted_class, outputs)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, row_index) DO NOTHING`
+// sqliteRowsPerInsert is the rows one INSERT statement writes: a
+// statement per row costs the driver's round trip per row, and 64 rows of 8
+// parameters stay far under SQLite's limit of 32766 parameters.
+const sqliteRowsPerInsert = 64
+
+// sqliteInsert returns the statement writing rows records; it keeps the
+// first copy of a record written twice.
+func sqliteInsert(rows int) string {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO predictions (request_id, row_index, predicted_at_us, model_name, model_version,
+		inputs, predicted_class, outputs) VALUES `)
+	for i := range rows {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?,?,?,?,?)")
+	}
+	sb.WriteString(` ON CONFLICT (request_id, row_index) DO NOTHING`)
+	return sb.String()
+}
 
 // Write stores records in one transaction.
 func (s *SQLite) Write(ctx context.Context, recs []Record) error {
@@ -130,25 +149,38 @@ func (s *SQLite) Write(ctx context.Context, recs []Record) error {
 		return fmt.Errorf("prediction log write: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, sqliteInsert)
-	if err != nil {
-		return fmt.Errorf("prediction log write: %w", err)
-	}
-	defer stmt.Close()
-	var buf []byte
-	for i := range recs {
-		r := &recs[i]
-		buf = appendJSONFloats(buf[:0], r.Input)
-		in := string(buf)
-		buf = appendJSONFloats(buf[:0], r.Output)
-		var class any
-		if r.Class != "" {
-			class = r.Class
-		}
-		if _, err := stmt.ExecContext(ctx, r.RequestID, r.Row, tsMicros(r.Time), r.Model, r.Version,
-			in, class, string(buf)); err != nil {
+	var full *sql.Stmt
+	if len(recs) >= sqliteRowsPerInsert {
+		if full, err = tx.PrepareContext(ctx, s.insertFull); err != nil {
 			return fmt.Errorf("prediction log write: %w", err)
 		}
+		defer full.Close()
+	}
+	args := make([]any, 0, 8*sqliteRowsPerInsert)
+	var buf []byte
+	for len(recs) > 0 {
+		n := min(len(recs), sqliteRowsPerInsert)
+		args = args[:0]
+		for i := range recs[:n] {
+			r := &recs[i]
+			buf = appendJSONFloats(buf[:0], r.Input)
+			in := string(buf)
+			buf = appendJSONFloats(buf[:0], r.Output)
+			var class any
+			if r.Class != "" {
+				class = r.Class
+			}
+			args = append(args, r.RequestID, r.Row, tsMicros(r.Time), r.Model, r.Version, in, class, string(buf))
+		}
+		if n == sqliteRowsPerInsert {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, sqliteInsert(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("prediction log write: %w", err)
+		}
+		recs = recs[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("prediction log write: %w", err)
