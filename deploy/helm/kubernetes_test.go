@@ -254,7 +254,8 @@ func kubernetesConfig(t *testing.T, apiServer string, sd map[string]any, rulesDi
 // Prometheus of each version over pods with the annotations and labels the
 // chart puts on its pods. Prometheus 3 finds them with its Kubernetes
 // discovery, through a fake API server that lists and watches pods (one of
-// them is created while it watches). Debian's Prometheus 2 is built without
+// them is created while it watches), once with the streaming watch-list its
+// client asks for by default and once with list-then-watch. Debian's Prometheus 2 is built without
 // Kubernetes discovery, so file_sd hands it the same pods as target groups
 // with the __meta_ labels Kubernetes discovery gives them. The modelwatch
 // pods are real servers started with the chart's args; the annotated ones
@@ -363,7 +364,11 @@ func TestKubernetesScrapeJob(t *testing.T) {
 	}
 	sort.Strings(podNames)
 
-	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+	// watch is how Prometheus 3 asks the API server for pods: "watch-list"
+	// (its client's default) or "list-then-watch" (its client's fallback for
+	// an API server without streaming watches, chosen here by turning its
+	// WatchListClient feature off).
+	scrapeJob := func(t *testing.T, v prometheustest.Version, watch string) {
 		var (
 			cfg  string
 			late func() // the last modelwatch pod appears while Prometheus runs
@@ -465,13 +470,16 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			t.Errorf("dropped targets:\n got %q\nwant %q", dropped, wantDropped)
 		}
 		if kube != nil {
-			// Discovery listed and watched through the API server, and
-			// asked for nothing else.
+			// Discovery asked the API server the way it was meant to,
+			// and for nothing else.
 			served, unknown := kube.forms()
-			if len(unknown) > 0 || (!slices.Contains(served, "watch-list") && !slices.Contains(served, "list")) || len(served) == 0 {
-				t.Errorf("the API server served %v and was asked for %v", served, unknown)
+			want := []string{"watch-list"}
+			if watch == "list-then-watch" {
+				want = []string{"list", "watch"}
 			}
-			t.Logf("the API server served %v", served)
+			if len(unknown) > 0 || !slices.Equal(slices.Compact(served), want) {
+				t.Errorf("the API server served %v, want %v, and was asked for %v", served, want, unknown)
+			}
 		}
 
 		// The rules see the pods under job="modelwatch": ModelwatchDown's
@@ -484,6 +492,20 @@ func TestKubernetesScrapeJob(t *testing.T) {
 		t.Run("prometheus-adapter", func(t *testing.T) {
 			checkAdapter(t, prom.URL, podNames, fixed)
 		})
+	}
+	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
+		if v.Major < 3 {
+			scrapeJob(t, v, "")
+			return
+		}
+		for _, watch := range []string{"watch-list", "list-then-watch"} {
+			t.Run(watch, func(t *testing.T) {
+				if watch == "list-then-watch" {
+					t.Setenv("KUBE_FEATURE_WatchListClient", "false")
+				}
+				scrapeJob(t, v, watch)
+			})
+		}
 	})
 }
 
