@@ -25,7 +25,8 @@ type Options struct {
 	MaxDelay time.Duration
 	// Sample is the share of requests logged, in [0, 1]; which requests is
 	// decided by a hash of the request id, the same on every replica, so a
-	// request is logged whole or not at all.
+	// request is logged whole or not at all. Zero logs nothing: start from
+	// DefaultOptions, which logs every request.
 	Sample float64
 	// Retries is the attempts at writing a batch before it goes to the
 	// spool or is dropped (default 3), RetryBackoff the wait after the first

@@ -456,3 +456,53 @@ func TestSampling(t *testing.T) {
 		t.Fatal("the hash is not a function of the id")
 	}
 }
+
+func TestLogPrunes(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	calls := make(chan time.Time, 10)
+	store := &predlogtest.Store{PruneFunc: func(_ context.Context, at time.Time) (predlog.Pruned, error) {
+		calls <- at
+		return predlog.Pruned{Retention: 7, Size: 3}, nil
+	}}
+	opts := predlog.DefaultOptions()
+	opts.Now = func() time.Time { return now }
+	opts.PruneInterval = time.Hour // runs at start, then hourly
+	l, reg := newLog(t, store, opts)
+	if at := <-calls; !at.Equal(now) {
+		t.Fatalf("Prune ran at %v, want the injected clock's %v", at, now)
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP model_prediction_log_pruned_total Prediction records deleted from the store, by reason (retention, size).
+# TYPE model_prediction_log_pruned_total counter
+model_prediction_log_pruned_total{reason="retention"} 7
+model_prediction_log_pruned_total{reason="size"} 3
+`), "model_prediction_log_pruned_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLogLag(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	release := make(chan struct{})
+	store := &predlogtest.Store{WriteFunc: func(context.Context, []predlog.Record) error { <-release; return nil }}
+	opts := predlog.DefaultOptions()
+	opts.Now = func() time.Time { return now }
+	opts.BatchSize, opts.MaxDelay = 1, time.Millisecond
+	l, reg := newLog(t, store, opts)
+	recs := request("first", 1) // taken by the writer, which then blocks
+	l.Append(recs)
+	waitFor(t, "the writer to take the first record", func() bool { return l.QueueLen() == 0 })
+	queued := request("queued", 1)
+	queued[0].Time = now.Add(-90 * time.Second)
+	l.Append(queued)
+	if got := metricValue(t, reg, "model_prediction_log_lag_seconds")(); got != 90 {
+		t.Fatalf("lag = %v s, want 90", got)
+	}
+	if got := metricValue(t, reg, "model_prediction_log_queue_length")(); got != 1 {
+		t.Fatalf("queue length = %v, want 1", got)
+	}
+	close(release)
+}

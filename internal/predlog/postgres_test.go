@@ -3,6 +3,8 @@ package predlog_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -250,5 +252,21 @@ func BenchmarkPostgresWrite(b *testing.B) {
 				b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "rows/s")
 			})
 		}
+	}
+}
+
+func TestOpenStorePostgres(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	dir := t.TempDir()
+	s, spool, err := predlog.OpenStore(context.Background(), predlog.StoreConfig{Store: pg.DSN(), DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := s.(*predlog.Postgres); !ok || spool == nil || spool.Batches() != 0 {
+		t.Fatalf("OpenStore = %T, %v; want *Postgres and an empty spool", s, spool)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "spool")); err != nil || !fi.IsDir() {
+		t.Fatalf("spool directory: %v", err)
 	}
 }
