@@ -6,6 +6,7 @@
 package drift
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,56 +188,194 @@ func normalise(counts []float64) []float64 {
 	return out
 }
 
-// Validate checks that the profile is consistent.
+// Bounds on a profile. A profile.json is untrusted input, and a Monitor
+// keeps, per tracked version, a count per bin in each of its sub-windows
+// (ten by default) and sums them at every scrape: at MaxProfileBins that is
+// about 46 MB per version.
+const (
+	// MaxProfileBytes bounds the size of a profile.json; a profile of
+	// MaxProfileBins bins, indented as the profile command writes it, is
+	// about 28 MB.
+	MaxProfileBytes = 32 << 20
+	// MaxProfileValues bounds the JSON values (numbers, strings, members)
+	// of a profile.json, counted before it is decoded, so that a file of
+	// short numbers cannot decode into more memory than a real profile.
+	MaxProfileValues = 2 << 20
+	// MaxProfileFeatures bounds the features of a profile.
+	MaxProfileFeatures = 100_000
+	// MaxProfileEdges bounds the edges of one feature or distribution; the
+	// profile command writes at most 99.
+	MaxProfileEdges = 1_000
+	// MaxProfileClasses bounds the classes of a classifier's profile.
+	MaxProfileClasses = 10_000
+	// MaxProfileBins bounds the bins of a whole profile: every feature's,
+	// missing-value bins included, and the prediction's and confidence's.
+	MaxProfileBins = 1 << 19
+)
+
+// Validate checks that the profile is consistent and within the bounds:
+// features named, distinct and at most MaxProfileFeatures; edges finite,
+// strictly increasing and at most MaxProfileEdges per feature or
+// distribution; proportions finite, not negative, one per bin and adding up
+// to 1; at most MaxProfileClasses distinct classes and MaxProfileBins bins
+// in all. Its error names the feature or distribution at fault.
 func (p *Profile) Validate() error {
 	if len(p.Features) == 0 {
 		return errors.New("profile has no features")
 	}
-	for _, f := range p.Features {
-		if !slices.IsSorted(f.Edges) || len(f.Proportions) != f.Bins() {
-			return fmt.Errorf("feature %s: %d proportions for %d edges, or edges out of order", f.Name, len(f.Proportions), len(f.Edges))
+	if len(p.Features) > MaxProfileFeatures {
+		return fmt.Errorf("%d features, more than %d", len(p.Features), MaxProfileFeatures)
+	}
+	if p.Rows < 0 {
+		return fmt.Errorf("rows %d is negative", p.Rows)
+	}
+	bins := 0
+	seen := make(map[string]bool, len(p.Features))
+	for i := range p.Features {
+		f := &p.Features[i]
+		if f.Name == "" || seen[f.Name] {
+			return fmt.Errorf("feature %d: name %q is empty or repeated", i, f.Name)
+		}
+		seen[f.Name] = true
+		if err := checkEdges(f.Edges); err != nil {
+			return fmt.Errorf("feature %s: %v", f.Name, err)
+		}
+		if len(f.Proportions) != f.Bins() {
+			return fmt.Errorf("feature %s: %d proportions for %d edges, want %d (the bins, then missing values)", f.Name, len(f.Proportions), len(f.Edges), f.Bins())
 		}
 		if err := checkProportions(f.Proportions); err != nil {
 			return fmt.Errorf("feature %s: %v", f.Name, err)
 		}
+		if bins += f.Bins(); bins > MaxProfileBins {
+			return fmt.Errorf("more than %d bins", MaxProfileBins)
+		}
 	}
 	d := p.Prediction
-	want := len(d.Edges) + 1
-	if len(d.Classes) > 0 {
-		want = len(d.Classes)
+	if err := d.validate(); err != nil {
+		return fmt.Errorf("prediction: %v", err)
 	}
-	if len(d.Proportions) != want {
-		return fmt.Errorf("prediction: %d proportions, want %d", len(d.Proportions), want)
-	}
-	return checkProportions(d.Proportions)
-}
-
-func checkProportions(ps []float64) error {
-	sum := 0.0
-	for _, p := range ps {
-		if p < 0 || math.IsNaN(p) {
-			return errors.New("a proportion is negative")
+	bins += len(d.Proportions)
+	if c := p.Confidence; c != nil {
+		if len(c.Classes) > 0 {
+			return errors.New("confidence: a distribution of values has no classes")
 		}
-		sum += p
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("confidence: %v", err)
+		}
+		bins += len(c.Proportions)
 	}
-	if math.Abs(sum-1) > 1e-6 {
-		return fmt.Errorf("proportions add up to %v", sum)
+	if bins > MaxProfileBins {
+		return fmt.Errorf("more than %d bins", MaxProfileBins)
 	}
 	return nil
 }
 
-// ParseProfile reads and validates a profile.json.
+// validate checks a distribution over classes (with no edges) or value bins.
+func (d *Distribution) validate() error {
+	want := len(d.Edges) + 1
+	if len(d.Classes) > 0 {
+		if len(d.Edges) > 0 {
+			return errors.New("has both classes and edges")
+		}
+		if len(d.Classes) > MaxProfileClasses {
+			return fmt.Errorf("%d classes, more than %d", len(d.Classes), MaxProfileClasses)
+		}
+		seen := make(map[string]bool, len(d.Classes))
+		for i, c := range d.Classes {
+			if c == "" || seen[c] {
+				return fmt.Errorf("class %d: name %q is empty or repeated", i, c)
+			}
+			seen[c] = true
+		}
+		want = len(d.Classes)
+	} else if err := checkEdges(d.Edges); err != nil {
+		return err
+	}
+	if len(d.Proportions) != want {
+		return fmt.Errorf("%d proportions, want %d", len(d.Proportions), want)
+	}
+	return checkProportions(d.Proportions)
+}
+
+// checkEdges checks that edges are finite, strictly increasing and at most
+// MaxProfileEdges.
+func checkEdges(edges []float64) error {
+	if len(edges) > MaxProfileEdges {
+		return fmt.Errorf("%d edges, more than %d", len(edges), MaxProfileEdges)
+	}
+	for i, e := range edges {
+		if math.IsNaN(e) || math.IsInf(e, 0) {
+			return fmt.Errorf("edge %d is %v; edges must be finite", i, e)
+		}
+		if i > 0 && e <= edges[i-1] {
+			return fmt.Errorf("edge %d (%v) is not above edge %d (%v); edges must increase", i, e, i-1, edges[i-1])
+		}
+	}
+	return nil
+}
+
+func checkProportions(ps []float64) error {
+	sum := 0.0
+	for i, p := range ps {
+		if p < 0 || math.IsNaN(p) || math.IsInf(p, 0) {
+			return fmt.Errorf("proportion %d is %v; proportions must be finite and not negative", i, p)
+		}
+		sum += p
+	}
+	if math.Abs(sum-1) > 1e-6 {
+		return fmt.Errorf("proportions add up to %v, not 1", sum)
+	}
+	return nil
+}
+
+// ParseProfile reads and validates a profile.json, reading at most
+// MaxProfileBytes+1 bytes of r. A file over MaxProfileBytes or
+// MaxProfileValues is refused before it is decoded; unknown keys and data
+// after the profile are refused too. Every error starts with "profile: " and
+// says what is wrong.
 func ParseProfile(r io.Reader) (*Profile, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxProfileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	if len(data) > MaxProfileBytes {
+		return nil, fmt.Errorf("profile: larger than %d bytes", MaxProfileBytes)
+	}
+	if n := countValues(data); n > MaxProfileValues {
+		return nil, fmt.Errorf("profile: more than %d values", MaxProfileValues)
+	}
 	var p Profile
-	dec := json.NewDecoder(r)
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("profile: data after the profile object")
 	}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
 	return &p, nil
+}
+
+// countValues returns an upper bound on the values of a JSON text: one more
+// than its commas outside strings.
+func countValues(data []byte) int {
+	n, inString, escaped := 1, false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && c == ',':
+			n++
+		}
+	}
+	return n
 }
 
 // Epsilon replaces empty bins' proportions in PSI, which is otherwise
