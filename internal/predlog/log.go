@@ -40,8 +40,9 @@ type Options struct {
 	// them.
 	Spool          *Spool
 	ReplayInterval time.Duration
-	// PruneInterval is how often the store's Prune runs (default 10m); it
-	// runs once at start too. Negative turns pruning off.
+	// PruneInterval is how often the store's Prune runs (default 10m), off
+	// the writer's goroutine; it runs once at start too. Negative turns
+	// pruning off.
 	PruneInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -85,7 +86,8 @@ type Log struct {
 
 	wake    chan struct{} // a record arrived in an empty queue, or a batch filled
 	drain   chan struct{} // closed by Close: write what is queued and stop
-	stopped chan struct{} // closed when the writer has returned
+	stopped chan struct{} // closed when the writer and the pruner have returned
+	wg      sync.WaitGroup
 	ctx     context.Context
 	abort   context.CancelFunc // Close's deadline passed
 }
@@ -143,7 +145,16 @@ func New(store Store, opts Options, reg prometheus.Registerer) (*Log, error) {
 	}
 	l.threshold = sampleThreshold(opts.Sample)
 	l.m = newMetrics(reg, l)
+	l.wg.Add(1)
 	go l.run()
+	if opts.PruneInterval > 0 {
+		l.wg.Add(1)
+		go l.pruneLoop()
+	}
+	go func() {
+		l.wg.Wait()
+		close(l.stopped)
+	}()
 	return l, nil
 }
 
@@ -304,16 +315,26 @@ func (l *Log) discard() int {
 	return n
 }
 
+// pruneLoop runs the store's Prune at start and every PruneInterval, beside
+// the writer: a store's Prune deletes in chunks, each its own statement, so
+// that writes go on in between.
+func (l *Log) pruneLoop() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.PruneInterval)
+	defer t.Stop()
+	for {
+		l.prune()
+		select {
+		case <-t.C:
+		case <-l.drain:
+			return
+		}
+	}
+}
+
 // run is the writer goroutine.
 func (l *Log) run() {
-	defer close(l.stopped)
-	var prune <-chan time.Time
-	if l.opts.PruneInterval > 0 {
-		l.prune()
-		t := time.NewTicker(l.opts.PruneInterval)
-		defer t.Stop()
-		prune = t.C
-	}
+	defer l.wg.Done()
 	replay := time.NewTicker(l.opts.ReplayInterval)
 	defer replay.Stop()
 	l.replay()
@@ -323,9 +344,6 @@ func (l *Log) run() {
 		case <-l.drain:
 			l.flush(batch)
 			return
-		case <-prune:
-			l.prune()
-			continue
 		case <-replay.C:
 			l.replay()
 			continue

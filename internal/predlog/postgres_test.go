@@ -94,6 +94,14 @@ func TestPostgresStore(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("table holds\n%q\nwant\n%q", got, want)
 	}
+	// The package doc's accuracy query.
+	got = query(t, pg.DSN(), `SELECT concat_ws(' ', model_name, model_version, labelled, accuracy) FROM (
+		SELECT model_name, model_version, count(*) AS labelled, avg((label = predicted_class)::int) AS accuracy
+		FROM predictions WHERE label IS NOT NULL AND predicted_class IS NOT NULL GROUP BY 1, 2) AS a ORDER BY 1`)
+	want = []string{"fraud_model v1 2 1.00000000000000000000"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("accuracy query: %q, want %q", got, want)
+	}
 }
 
 func TestPostgresWriteIsIdempotent(t *testing.T) {

@@ -1,7 +1,3 @@
-// Package predlog is the prediction log: every prediction the server makes,
-// one record per row, written off the request path to a durable store (an
-// embedded SQLite file, or PostgreSQL shared by a fleet), where labels that
-// arrive later are joined to it by request id and row.
 package predlog
 
 import (

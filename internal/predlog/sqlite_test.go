@@ -147,6 +147,14 @@ func TestSQLiteStore(t *testing.T) {
 	if !reflect.DeepEqual(dump, want) {
 		t.Fatalf("table holds\n%q\nwant\n%q", dump, want)
 	}
+	// The package doc's export query, at t0 + 3 days.
+	var n int
+	var first string
+	if err := db.QueryRow(`SELECT count(*), min(inputs || ' ' || label) FROM predictions WHERE label IS NOT NULL
+		AND predicted_at_us > (unixepoch('2026-12-02T12:00:00Z', '-7 days') * 1000000)`).Scan(&n, &first); err != nil ||
+		n != 3 || first != "[0,3.25,1e-09] safe" {
+		t.Fatalf("export query: %d rows from %q, %v", n, first, err)
+	}
 	var mode string
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
