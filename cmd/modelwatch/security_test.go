@@ -235,8 +235,18 @@ func TestTLSCertificateReload(t *testing.T) {
 	if !bytes.Equal(served(api), der(cert2)) {
 		t.Error("a broken renewal replaced the certificate")
 	}
-	if !strings.Contains(proc.Log.String(), "tls certificate not reloaded") {
-		t.Errorf("the failed renewal is not logged:\n%s", proc.Log)
+	testenv.WaitFor(t, "the failed renewal in the log", 5*time.Second, func() (bool, string) {
+		return strings.Contains(proc.Log.String(), "tls certificate not reloaded"), proc.Log.String()
+	})
+	_, text, _ := get(t, tlsClient(cert2), "https://"+api+"/metrics")
+	m := scrape(t, text)
+	for k, want := range map[string]float64{
+		`modelwatch_credential_reloads_total{credential="tls_certificate",result="success"}`: 1,
+		`modelwatch_credential_reloads_total{credential="tls_certificate",result="failure"}`: 1,
+	} {
+		if got, ok := m[k]; !ok || got != want {
+			t.Errorf("%s = %g (exported: %v), want %g", k, got, ok, want)
+		}
 	}
 }
 

@@ -59,6 +59,10 @@ type Tokens struct {
 	nextCheck atomic.Int64 // unix nanoseconds
 	mu        sync.Mutex   // held while the file is read
 	raw       []byte
+	// failed is what was last refused (the contents, or the error that
+	// kept the file from being read), so that a broken file is logged and
+	// counted once, not at every read.
+	failed string
 }
 
 type tokenSet struct {
@@ -167,13 +171,23 @@ func (t *Tokens) reload() {
 	defer t.mu.Unlock()
 	raw, err := os.ReadFile(t.path)
 	if err == nil && bytes.Equal(raw, t.raw) {
+		t.failed = ""
+		return
+	}
+	seen := "\x00" + string(raw)
+	if err != nil {
+		seen = "\x01" + err.Error()
+	}
+	if seen == t.failed {
 		return
 	}
 	var set *tokenSet
 	if err == nil {
 		set, err = parseTokens(raw)
 	}
+	t.failed = ""
 	if err != nil {
+		t.failed = seen
 		t.log.Error("token file not reloaded; the previous tokens stay in force", "file", t.path, "err", err)
 	} else {
 		t.raw = raw

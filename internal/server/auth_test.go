@@ -106,7 +106,12 @@ func TestTokensReloadWhenTheFileChanges(t *testing.T) {
 	writeTokens(t, path, "short\n")
 	clock = clock.Add(time.Second)
 	check(inferenceToken, ScopeInference, true)
+	// The same broken file is logged and counted once.
+	clock = clock.Add(time.Second)
+	check(inferenceToken, ScopeInference, true)
 	os.Remove(path)
+	clock = clock.Add(time.Second)
+	check(inferenceToken, ScopeInference, true)
 	clock = clock.Add(time.Second)
 	check(inferenceToken, ScopeInference, true)
 
@@ -121,6 +126,9 @@ func TestTokensReloadWhenTheFileChanges(t *testing.T) {
 	want := "<nil>|line 1: a token must have at least 16 characters|open " + path + ": no such file or directory"
 	if got != want {
 		t.Errorf("reloads:\n got %s\nwant %s", got, want)
+	}
+	if n := strings.Count(logs.String(), "token file not reloaded"); n != 2 {
+		t.Errorf("%d failed reloads logged, want 2:\n%s", n, logs.String())
 	}
 	for _, tok := range []string{adminToken, inferenceToken} {
 		if strings.Contains(logs.String(), tok) {

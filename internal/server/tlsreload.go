@@ -28,6 +28,10 @@ type Certificate struct {
 	nextCheck       atomic.Int64 // unix nanoseconds
 	mu              sync.Mutex   // held while the files are read
 	rawCert, rawKey []byte
+	// failed is what was last refused (the contents, or the errors that
+	// kept the files from being read), so that a broken renewal is logged
+	// and counted once, not at every read.
+	failed string
 }
 
 // LoadCertificate reads the certificate and key files. It returns an error
@@ -51,17 +55,25 @@ func LoadCertificate(certFile, keyFile string, logger *slog.Logger, onReload fun
 }
 
 func readKeyPair(certFile, keyFile string) (rawCert, rawKey []byte, cert *tls.Certificate, err error) {
-	if rawCert, err = os.ReadFile(certFile); err != nil {
-		return nil, nil, nil, fmt.Errorf("tls certificate: %w", err)
+	rawCert, errC := os.ReadFile(certFile)
+	rawKey, errK := os.ReadFile(keyFile)
+	cert, err = keyPair(certFile, keyFile, rawCert, errC, rawKey, errK)
+	return rawCert, rawKey, cert, err
+}
+
+// keyPair makes the certificate of files read with the errors given.
+func keyPair(certFile, keyFile string, rawCert []byte, errC error, rawKey []byte, errK error) (*tls.Certificate, error) {
+	if errC != nil {
+		return nil, fmt.Errorf("tls certificate: %w", errC)
 	}
-	if rawKey, err = os.ReadFile(keyFile); err != nil {
-		return nil, nil, nil, fmt.Errorf("tls key: %w", err)
+	if errK != nil {
+		return nil, fmt.Errorf("tls key: %w", errK)
 	}
 	pair, err := tls.X509KeyPair(rawCert, rawKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("tls certificate %s and key %s: %w", certFile, keyFile, err)
+		return nil, fmt.Errorf("tls certificate %s and key %s: %w", certFile, keyFile, err)
 	}
-	return rawCert, rawKey, &pair, nil
+	return &pair, nil
 }
 
 // GetCertificate is the tls.Config.GetCertificate hook: it returns the
@@ -81,10 +93,17 @@ func (c *Certificate) reload() {
 	rawCert, errC := os.ReadFile(c.certFile)
 	rawKey, errK := os.ReadFile(c.keyFile)
 	if errC == nil && errK == nil && bytes.Equal(rawCert, c.rawCert) && bytes.Equal(rawKey, c.rawKey) {
+		c.failed = ""
 		return
 	}
-	rawCert, rawKey, cert, err := readKeyPair(c.certFile, c.keyFile)
+	seen := fmt.Sprintf("%v\x00%v\x00%s\x00%s", errC, errK, rawCert, rawKey)
+	if seen == c.failed {
+		return
+	}
+	cert, err := keyPair(c.certFile, c.keyFile, rawCert, errC, rawKey, errK)
+	c.failed = ""
 	if err != nil {
+		c.failed = seen
 		c.log.Error("tls certificate not reloaded; the previous one stays in force", "err", err)
 	} else {
 		c.rawCert, c.rawKey = rawCert, rawKey
