@@ -1,8 +1,14 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -184,5 +190,56 @@ func TestConnLimiterRefusesWhenEveryConnectionServes(t *testing.T) {
 	}
 	if lim.Open() > 2 {
 		t.Errorf("open %d past the limit", lim.Open())
+	}
+}
+
+// TestConnLimiterSeesThroughTLS: a TLS server hands ConnState the *tls.Conn
+// over the accepted connection; the limiter still learns its states.
+func TestConnLimiterSeesThroughTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := NewConnLimiter("api", 4, NewAccessMetrics(nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: lim.ConnState,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+	}
+	go srv.ServeTLS(lim.Listener(ln), "", "")
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("https://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lim.mu.Lock()
+		var state http.ConnState = -1
+		if e := lim.waiting.Front(); e != nil {
+			state = e.Value.(*trackedConn).state
+		}
+		lim.mu.Unlock()
+		if state == http.StateIdle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the TLS connection's state in the limiter: %v, want idle", state)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
