@@ -115,12 +115,13 @@ func (c Config) Metadata(name, version, typ string) Metadata {
 }
 
 // Bounds on a config.yaml. It is untrusted input: a file dropped into the
-// repository must not make the server allocate without limit, nor spend
-// seconds of CPU at every poll.
+// repository must not make the server allocate without limit.
 const (
-	// MaxConfigBytes bounds the size of a config.yaml. The file is parsed
-	// into a tree of nodes first; at this size the parse allocates at most
-	// about 160 MB, for a flow sequence of one-letter names.
+	// MaxConfigBytes bounds the size of a config.yaml. The YAML library
+	// parses the whole file into a tree of nodes before anything can be
+	// checked; the densest files of this size (flow collections of
+	// one-character entries) make that parse allocate about 150 MB and take
+	// one to two seconds (BenchmarkParseConfigLargest).
 	MaxConfigBytes = 1 << 20
 	// MaxConfigClasses bounds the classes a config.yaml may name, as the
 	// runtimes bound the classes of a model file.
@@ -224,8 +225,8 @@ func truncate(s string, n int) string {
 }
 
 // checkNodes walks a parsed config.yaml, refusing aliases, mappings with
-// more than maxMappingKeys keys or with a repeated key, and keys that t, the
-// struct the mapping decodes into, has no field for. It does in one pass
+// more than maxMappingKeys keys or with a repeated key, keys that t, the
+// struct the mapping decodes into, has no field for, and null list entries. It does in one pass
 // what the YAML decoder would do in time quadratic in a mapping's keys.
 func checkNodes(n *yaml.Node, t reflect.Type) error {
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -260,13 +261,23 @@ func checkNodes(n *yaml.Node, t reflect.Type) error {
 				return err
 			}
 		}
-	default:
+	case yaml.SequenceNode:
 		var et reflect.Type
 		if t != nil && t.Kind() == reflect.Slice {
 			et = t.Elem()
 		}
 		for _, c := range n.Content {
+			// The decoder would drop a null entry silently.
+			if c.Kind == yaml.ScalarNode && c.ShortTag() == "!!null" {
+				return fmt.Errorf("line %d: an empty entry in a list", c.Line)
+			}
 			if err := checkNodes(c, et); err != nil {
+				return err
+			}
+		}
+	default:
+		for _, c := range n.Content {
+			if err := checkNodes(c, nil); err != nil {
 				return err
 			}
 		}

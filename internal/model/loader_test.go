@@ -90,6 +90,8 @@ func TestParseConfigRefuses(t *testing.T) {
 		{"billion laughs", laughs(9), "line 2: aliases (*l0) are not allowed"},
 		{"merge key", "version_policy: {<<: {all: true}}\n", `line 1: unknown key "<<"`},
 		{"key not a name", "? [a, b]\n: 1\n", "line 1: a key must be a plain name"},
+		{"null entry", "features: [a, ~, b]\n", "line 1: an empty entry in a list"},
+		{"empty block entry", "classes:\n  - a\n  -\n", "line 3: an empty entry in a list"},
 		{"not a mapping", "just text\n", "cannot unmarshal !!str `just text` into model.Config"},
 		{"deep nesting", "features: " + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + "\n", "exceeded max depth of 10000"},
 		{"not yaml", "classes: [a\n", "did not find expected ',' or ']'"},
@@ -199,5 +201,25 @@ func TestVersionPolicySpecific(t *testing.T) {
 	p := model.VersionPolicy{Specific: []string{"3", "1", "9"}}
 	if got := p.Select([]string{"10", "3", "2", "1"}); !slices.Equal(got, []string{"1", "3"}) {
 		t.Errorf("Select %v, want [1 3]", got)
+	}
+}
+
+// BenchmarkParseConfigLargest parses the densest files of MaxConfigBytes:
+// their cost bounds what a hostile config.yaml makes the server allocate.
+func BenchmarkParseConfigLargest(b *testing.B) {
+	for _, bc := range []struct{ name, doc string }{
+		{"flow sequence", "features: [" + strings.Repeat("a,", model.MaxConfigBytes/2)},
+		{"flow mapping", "features: {" + strings.Repeat("? ,", model.MaxConfigBytes/3)},
+		{"block sequence", "features:\n" + strings.Repeat("-\n", model.MaxConfigBytes/2)},
+	} {
+		doc := bc.doc[:model.MaxConfigBytes]
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := model.ParseConfig(strings.NewReader(doc)); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
 	}
 }
