@@ -143,3 +143,25 @@ func TestConnectionFloodLeavesInferenceServing(t *testing.T) {
 	t.Logf("resident memory: idle %.1f MiB, after the flood %.1f MiB", rssIdle/(1<<20), rss/(1<<20))
 	predict("a predict after the flood")
 }
+
+// TestMaxConnectionsFitsTheOpenFileLimit: under an open-file limit too low
+// for --max-connections, the server lowers the limit to what fits, says so,
+// and exports what it holds to.
+func TestMaxConnectionsFitsTheOpenFileLimit(t *testing.T) {
+	addr := testenv.FreePort(t)
+	// ulimit -n sets the soft and the hard limit: the server cannot raise
+	// it, and keeps 512 for the metrics and admin listeners and 256 for its
+	// own files.
+	proc := testenv.Start(t, "/bin/sh", "-c", `ulimit -n 1024 && exec "$0" "$@"`, binary, "serve",
+		"--listen-address", addr, "--max-connections", "4096", "--log-format", "json")
+	testenv.WaitHTTP(t, "http://"+addr+"/ready", proc)
+	_, text, _ := get(t, http.DefaultClient, "http://"+addr+"/metrics")
+	if got := scrape(t, text)[`modelwatch_http_max_connections{listener="api"}`]; got != 256 {
+		t.Errorf("modelwatch_http_max_connections{listener=\"api\"} = %g, want 256 (1024 - 512 - 256)", got)
+	}
+	for _, s := range []string{`"msg":"the open-file limit cannot hold --max-connections; lowered"`, `"open_file_limit":1024`, `"lowered_to":256`} {
+		if !strings.Contains(proc.Log.String(), s) {
+			t.Errorf("the log does not say %s:\n%s", s, proc.Log)
+		}
+	}
+}
