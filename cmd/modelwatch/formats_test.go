@@ -317,26 +317,7 @@ func boostersCase(t *testing.T, prefix string) (rows, want [][]float64) {
 	}
 	json.Unmarshal([]byte(mustRead(t, prefix+".input.json")), &in)
 	json.Unmarshal([]byte(mustRead(t, prefix+".expected.json")), &exp)
-	for _, r := range in.Features {
-		row := make([]float64, len(r))
-		for j, v := range r {
-			row[j] = math.NaN()
-			if v != nil {
-				row[j] = *v
-			}
-		}
-		rows = append(rows, row)
-	}
-	if err := json.Unmarshal(exp.Predictions, &want); err != nil {
-		var flat []float64
-		if err := json.Unmarshal(exp.Predictions, &flat); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range flat {
-			want = append(want, []float64{v})
-		}
-	}
-	return rows, want
+	return missingAsNaN(in.Features), outputRows(t, exp.Predictions)
 }
 
 // lightgbmCase reads a LightGBM case: input.json's rows and expected.json's
@@ -347,30 +328,44 @@ func lightgbmCase(t *testing.T, dir string) (rows, want [][]float64) {
 	var exp map[string]json.RawMessage
 	json.Unmarshal([]byte(mustRead(t, dir+"/input.json")), &in)
 	json.Unmarshal([]byte(mustRead(t, dir+"/expected.json")), &exp)
-	for _, r := range in.Data {
-		row := make([]float64, len(r))
-		for j, v := range r {
-			row[j] = math.NaN()
-			if v != nil {
-				row[j] = *v
-			}
-		}
-		rows = append(rows, row)
-	}
 	raw, ok := exp["proba"]
 	if !ok {
 		raw = exp["raw"]
 	}
-	if err := json.Unmarshal(raw, &want); err != nil {
-		var flat []float64
-		if err := json.Unmarshal(raw, &flat); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range flat {
-			want = append(want, []float64{v})
+	return missingAsNaN(in.Data), outputRows(t, raw)
+}
+
+// missingAsNaN turns rows with null for a missing value into rows with NaN.
+func missingAsNaN(in [][]*float64) [][]float64 {
+	rows := make([][]float64, len(in))
+	for i, r := range in {
+		rows[i] = make([]float64, len(r))
+		for j, v := range r {
+			rows[i][j] = math.NaN()
+			if v != nil {
+				rows[i][j] = *v
+			}
 		}
 	}
-	return rows, want
+	return rows
+}
+
+// outputRows reads a library's predictions: one list per row, or one
+// number per row.
+func outputRows(t *testing.T, raw json.RawMessage) [][]float64 {
+	t.Helper()
+	var rows [][]float64
+	if json.Unmarshal(raw, &rows) == nil {
+		return rows
+	}
+	var flat []float64
+	if err := json.Unmarshal(raw, &flat); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range flat {
+		rows = append(rows, []float64{v})
+	}
+	return rows
 }
 
 // csvCase reads a fixture CSV written by the xgboost generator: feature
