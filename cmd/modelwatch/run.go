@@ -253,6 +253,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return fmt.Errorf("listen: %w", err)
 		}
 		ln = limiter.Listener(ln)
+		if l.cert != nil {
+			l.srv.TLSConfig = l.cert.TLSConfig()
+		}
 		webConfig := l.webConfig
 		logger.Info("listening", "role", l.role, "address", ln.Addr().String(), "web_config", webConfig != "", "tls", l.cert != nil,
 			"max_connections", limiter.Max())
@@ -261,7 +264,6 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			case webConfig != "":
 				errc <- web.Serve(ln, l.srv, &web.FlagConfig{WebConfigFile: &webConfig}, logger.With("component", "web"))
 			case l.cert != nil:
-				l.srv.TLSConfig = l.cert.TLSConfig()
 				errc <- l.srv.ServeTLS(ln, "", "")
 			default:
 				errc <- l.srv.Serve(ln)
