@@ -3,8 +3,9 @@
 # 200,000 rows: the embedded model's held-out rows repeated. Rounds alternate between the two so that both see the
 # same machine; each round times CALLS calls of each after one warm-up call (XGBoost: xgboost_native.py, Debian's
 # python3-xgboost; modelwatch: BenchmarkHeldout, one Model.Predict of the whole batch on one goroutine per call),
-# and the one-row BenchmarkPredict/rows=1 once. Prints a Markdown table and checks that the sums of the predictions
-# agree.
+# and the one-row BenchmarkPredict/rows=1 once. Prints a Markdown table (per row: the fastest and the median call,
+# elapsed and in CPU time of the process, which a loaded machine inflates less; the ratios of the medians) and checks
+# that the sums of the predictions agree.
 #
 # Usage: bench/treespeed/run.sh [ROUNDS [CALLS]]    (defaults 3 and 5)
 set -euo pipefail
@@ -19,31 +20,33 @@ go test -c -o "$tmp/xgboost.test" ./internal/model/xgboost
 
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 minimum() { sort -g | head -1; }
-# nsPerRow prints the ns/row of each benchmark result line on stdin.
-nsPerRow() { awk '/^Benchmark/ {for (i = 2; i <= NF; i++) if ($i == "ns/row") print $(i - 1)}'; }
+# metric UNIT prints the value of UNIT in each benchmark result line on stdin.
+metric() { awk -v unit="$1" '/^Benchmark/ {for (i = 2; i <= NF; i++) if ($i == unit) print $(i - 1)}'; }
 
-echo "| round | XGBoost ns/row (min / median) | modelwatch ns/row (min / median) | modelwatch / XGBoost (medians) | one-row Predict ns |"
-echo "|---|---|---|---|---|"
+echo "| round | XGBoost ns/row | modelwatch ns/row | XGBoost CPU ns/row | modelwatch CPU ns/row | modelwatch / XGBoost (CPU, wall) | one-row Predict ns |"
+echo "|---|---|---|---|---|---|---|"
 for r in $(seq "$rounds"); do
 	xout=$("$python" bench/treespeed/xgboost_native.py models/fraud_model/v1/model.json \
 		models/fraud_model/testdata/heldout.csv "$rows" "$calls")
-	xmin=$(sed -E 's/.* min ([0-9.]+) ns\/row.*/\1/' <<<"$xout")
-	xmed=$(sed -E 's/.* median ([0-9.]+) ns\/row.*/\1/' <<<"$xout")
+	read -r xmin xmed xcmin xcmed < <(sed -E 's/.*calls: min ([0-9.]+) ns\/row, median ([0-9.]+) ns\/row; cpu min ([0-9.]+) ns\/row, cpu median ([0-9.]+) ns\/row.*/\1 \2 \3 \4/' <<<"$xout")
 	xsum=$(sed -E 's/.*sum of predictions ([0-9.]+).*/\1/' <<<"$xout")
 
-	# The first call of -test.count is the warm-up.
+	# Each of the -test.count runs makes a warm-up call and a timed one.
 	gout=$(cd internal/model/xgboost && "$tmp/xgboost.test" -test.run '^$' -test.bench '^BenchmarkHeldout$' \
-		-test.benchtime 1x -test.count $((calls + 1)))
-	gtimes=$(nsPerRow <<<"$gout" | tail -n +2)
+		-test.benchtime 1x -test.count "$calls")
+	gtimes=$(metric ns/row <<<"$gout")
+	gcpu=$(metric cpu-ns/row <<<"$gout")
 	gmin=$(minimum <<<"$gtimes")
 	gmed=$(median <<<"$gtimes")
+	gcmin=$(minimum <<<"$gcpu")
+	gcmed=$(median <<<"$gcpu")
 	gsum=$(sed -nE 's/.*sum of predictions ([0-9.]+).*/\1/p' <<<"$gout" | tail -1)
 
 	one=$(cd internal/model/xgboost && "$tmp/xgboost.test" -test.run '^$' -test.bench '^BenchmarkPredict/rows=1$' \
 		-test.benchtime 200000x | awk '/^Benchmark/ {print $3}')
 
-	ratio=$(awk -v g="$gmed" -v x="$xmed" 'BEGIN {printf "%.2f", g / x}')
-	echo "| $r | $xmin / $xmed | $gmin / $gmed | $ratio | $one |"
+	ratio=$(awk -v gc="$gcmed" -v xc="$xcmed" -v g="$gmed" -v x="$xmed" 'BEGIN {printf "%.2f, %.2f", gc / xc, g / x}')
+	echo "| $r | $xmin / $xmed | $gmin / $gmed | $xcmin / $xcmed | $gcmin / $gcmed | $ratio | $one |"
 	if ! awk -v a="$xsum" -v b="$gsum" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(d <= 1e-6 * a)}'; then
 		echo "sums of predictions differ: XGBoost $xsum, modelwatch $gsum" >&2
 		exit 1

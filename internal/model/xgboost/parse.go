@@ -321,6 +321,9 @@ func (m *Model) parseTrees(b *jsonBooster, attributes map[string]string, numFeat
 		}
 		m.trees[i] = t
 	}
+	if !m.categorical {
+		m.forest = compileForest(m.trees, numFeature)
+	}
 	return jt.Cats, nil
 }
 

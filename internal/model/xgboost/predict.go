@@ -52,6 +52,12 @@ func (m *Model) Predict(ctx context.Context, in model.Batch) (model.Result, erro
 		return model.Result{}, fmt.Errorf("batch of %dx%d values for a model with %d features", in.Rows, in.Cols, len(m.meta.Features))
 	}
 	out := model.Result{Rows: in.Rows, Cols: m.meta.Outputs, Values: make([]float64, in.Rows*m.meta.Outputs)}
+	if m.forest != nil {
+		if err := m.forest.predict(ctx, m, in, out); err != nil {
+			return model.Result{}, err
+		}
+		return out, nil
+	}
 	row := make([]float32, in.Cols)
 	margin := make([]float32, m.groups)
 	for i := 0; i < in.Rows; i++ {

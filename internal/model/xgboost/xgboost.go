@@ -104,6 +104,9 @@ type Model struct {
 	// prediction starts from.
 	baseMargin []float32
 	link       link
+	// forest is the trees compiled for fast evaluation (forest.go), or nil:
+	// a gblinear model, or one with categorical splits.
+	forest *forest
 }
 
 var _ model.Model = (*Model)(nil)
