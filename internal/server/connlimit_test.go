@@ -243,3 +243,18 @@ func TestConnLimiterSeesThroughTLS(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestAccessMetricsLint(t *testing.T) {
+	m := NewAccessMetrics(nil)
+	NewConnLimiter("api", 8, m)
+	m.ReloadObserver("tokens")(nil)
+	for _, c := range []prometheus.Collector{m.OpenConnections, m.MaxConnections, m.ConnectionsClosed, m.AuthRefused, m.CredentialReloads} {
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}
