@@ -195,8 +195,8 @@ func normalise(counts []float64) []float64 {
 const (
 	// MaxProfileBytes bounds the size of a profile.json; a profile of
 	// MaxProfileBins bins, indented as the profile command writes it, is
-	// about 28 MB.
-	MaxProfileBytes = 32 << 20
+	// 30 to 40 MB, the more features the larger.
+	MaxProfileBytes = 64 << 20
 	// MaxProfileValues bounds the JSON values (numbers, strings, members)
 	// of a profile.json, counted before it is decoded, so that a file of
 	// short numbers cannot decode into more memory than a real profile.

@@ -104,17 +104,50 @@ func sized(bins int) *Profile {
 }
 
 func TestProfileBounds(t *testing.T) {
-	most := sized(MaxProfileBins)
-	b, err := json.Marshal(most)
-	if err != nil {
-		t.Fatal(err)
+	if err := sized(MaxProfileBins).Validate(); err != nil {
+		t.Errorf("a profile of %d bins: %v", MaxProfileBins, err)
 	}
-	if _, err := ParseProfile(bytes.NewReader(b)); err != nil {
-		t.Errorf("a profile of %d bins in %d bytes: %v", MaxProfileBins, len(b), err)
-	}
-	over := sized(MaxProfileBins + 1)
-	if err := over.Validate(); err == nil || err.Error() != "more than 524288 bins" {
+	if err := sized(MaxProfileBins + 1).Validate(); err == nil || err.Error() != "more than 524288 bins" {
 		t.Errorf("a profile of one bin more: %v", err)
+	}
+	// As many features as the profile command's default of 10 bins (12
+	// with the missing-value bin) allows, with edges and proportions of as
+	// many digits as real ones have, fit the byte and value bounds as the
+	// profile command writes them. The file grows by the same bytes and
+	// values with each feature, so two small profiles give its size.
+	real := func(n int) *Profile {
+		p := &Profile{Model: "m", Version: "1", Rows: 1, Prediction: Distribution{Proportions: []float64{1}}}
+		for i := range n {
+			f := Feature{Name: fmt.Sprintf("feature_%06d", i), Edges: make([]float64, 10), Proportions: make([]float64, 12)}
+			for j := range f.Edges {
+				f.Edges[j] = float64(j) + 0.123456789012345
+			}
+			for j := range f.Proportions {
+				f.Proportions[j] = 1.0 / 12
+			}
+			p.Features = append(p.Features, f)
+		}
+		return p
+	}
+	file := func(n int) []byte {
+		b, err := json.MarshalIndent(real(n), "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	n := (MaxProfileBins - 1) / 12
+	if err := real(n).Validate(); err != nil {
+		t.Fatalf("%d features of 12 bins: %v", n, err)
+	}
+	small, twice := file(100), file(200)
+	size := len(small) + (n-100)*(len(twice)-len(small))/100
+	values := countValues(small) + (n-100)*(countValues(twice)-countValues(small))/100
+	if size > MaxProfileBytes || values > MaxProfileValues {
+		t.Errorf("%d features of 12 bins: %d bytes and %d values", n, size, values)
+	}
+	if _, err := ParseProfile(bytes.NewReader(twice)); err != nil {
+		t.Errorf("200 features of 12 bins: %v", err)
 	}
 	one := Feature{Name: "x", Edges: make([]float64, MaxProfileEdges+1), Proportions: make([]float64, MaxProfileEdges+3)}
 	for j := range one.Edges {
@@ -185,7 +218,7 @@ func (e *endless) Read(p []byte) (int, error) {
 
 func TestParseProfileReadsAtMostTheBound(t *testing.T) {
 	r := &endless{}
-	if _, err := ParseProfile(r); err == nil || err.Error() != "profile: larger than 33554432 bytes" {
+	if _, err := ParseProfile(r); err == nil || err.Error() != "profile: larger than 67108864 bytes" {
 		t.Errorf("endless file: %v", err)
 	}
 	if r.n != MaxProfileBytes+1 {

@@ -265,7 +265,7 @@ func TestHostileProfile(t *testing.T) {
 		{"values", `{"features": [{"name": "f0", "edges": [` + strings.Repeat("0,", drift.MaxProfileValues) + `0]}]}`, "profile: more than 2097152 values"},
 		{"unsorted edges", `{"features": [{"name": "f0", "edges": [2, 1], "proportions": [1, 0, 0, 0]}], "prediction": {"classes": ["0", "1"], "proportions": [1, 0]}}`,
 			"profile: feature f0: edge 1 (1) is not above edge 0 (2); edges must increase"},
-		{"oversize", strings.Repeat(" ", drift.MaxProfileBytes+1), "profile: larger than 33554432 bytes"},
+		{"oversize", strings.Repeat(" ", drift.MaxProfileBytes+1), "profile: larger than 67108864 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := fmt.Sprint(i + 2)
