@@ -201,18 +201,57 @@ func (f *forest) predict(ctx context.Context, m *Model, in model.Batch, out mode
 }
 
 // addRow adds the leaf values of every tree, in tree order, to the margins
-// of one row, x, padded as in a block.
+// of one row, x, padded as in a block. The steps of trees up to 8 deep are
+// unrolled.
 func (f *forest) addRow(x []float32, margins []float32) {
 	nodes := f.nodes
 	for _, t := range f.trees {
-		var i uint
-		if t.steps < 0 {
-			i = walkToLeaf(nodes, uint(t.root), x)
-		} else {
-			i = walk(nodes, uint(t.root), t.steps, x)
+		i := uint(t.root)
+		switch t.steps {
+		case 8:
+			i = step(nodes, i, x)
+			fallthrough
+		case 7:
+			i = step(nodes, i, x)
+			fallthrough
+		case 6:
+			i = step(nodes, i, x)
+			fallthrough
+		case 5:
+			i = step(nodes, i, x)
+			fallthrough
+		case 4:
+			i = step(nodes, i, x)
+			fallthrough
+		case 3:
+			i = step(nodes, i, x)
+			fallthrough
+		case 2:
+			i = step(nodes, i, x)
+			fallthrough
+		case 1:
+			i = step(nodes, i, x)
+		default:
+			if t.steps < 0 {
+				i = walkToLeaf(nodes, i, x)
+			} else {
+				i = walk(nodes, i, t.steps, x)
+			}
 		}
 		margins[t.group] += nodes[i].value()
 	}
+}
+
+// step returns the node that row, where a value may be missing, goes to
+// from node i.
+func step(nodes []flatNode, i uint, row []float32) uint {
+	nd := &nodes[i]
+	v := row[nd.feature]
+	next := uint(nd.left) + b2u(v >= nd.threshold)
+	if v != v {
+		next = uint(nd.aux)
+	}
+	return next
 }
 
 // addBlock adds the leaf values of every tree, in tree order, to the
