@@ -7,7 +7,6 @@
 package repository
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,7 +89,20 @@ type Repository struct {
 	genMu  sync.Mutex
 	gen    map[key]uint64
 	hashes map[string]fileHash // path -> last hash, to skip re-hashing unchanged files
-	synced bool
+	// configs keeps each config.yaml as last parsed, to skip reading and
+	// parsing an unchanged one at every poll.
+	configs map[string]parsedConfig
+	synced  bool
+}
+
+// parsedConfig is a config.yaml as last read: its size and modification
+// time, what parsing it gave, and the hash of its bytes.
+type parsedConfig struct {
+	size    int64
+	modTime time.Time
+	cfg     model.Config
+	err     error
+	sum     string
 }
 
 type key struct{ name, version string }
@@ -122,6 +134,7 @@ func New(opts Options) *Repository {
 		broken:   map[string]string{},
 		gen:      map[key]uint64{},
 		hashes:   map[string]fileHash{},
+		configs:  map[string]parsedConfig{},
 	}
 	if opts.Dir != "" {
 		r.dir = os.DirFS(opts.Dir)
@@ -200,18 +213,11 @@ func (r *Repository) scan() (want map[key]found, excluded map[key]string, broken
 // scanModel returns the versions of a model its version policy selects, and
 // the names of all versions that have a model file.
 func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, []string, error) {
-	var cfg model.Config
-	cfgData, err := fs.ReadFile(fsys, path.Join(name, "config.yaml"))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, nil, fmt.Errorf("read config.yaml: %w", err)
-	default:
-		if cfg, err = model.ParseConfig(bytes.NewReader(cfgData)); err != nil {
-			return nil, nil, err
-		}
+	pc, err := r.readConfig(fsys, source, path.Join(name, "config.yaml"))
+	if err != nil {
+		return nil, nil, err
 	}
-	sum := sha256.Sum256(cfgData)
+	cfg := pc.cfg
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read model directory: %w", err)
@@ -225,7 +231,7 @@ func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, []stri
 		for _, rt := range r.opts.Runtimes {
 			p := path.Join(name, e.Name(), rt.File)
 			if st, err := fs.Stat(fsys, p); err == nil && st.Mode().IsRegular() {
-				byVersion[e.Name()] = found{name: name, version: e.Name(), source: source, fsys: fsys, runtime: rt, file: p, cfg: cfg, cfgSum: hex.EncodeToString(sum[:8])}
+				byVersion[e.Name()] = found{name: name, version: e.Name(), source: source, fsys: fsys, runtime: rt, file: p, cfg: cfg, cfgSum: pc.sum}
 				versions = append(versions, e.Name())
 				break
 			}
@@ -237,6 +243,34 @@ func (r *Repository) scanModel(fsys fs.FS, source, name string) ([]found, []stri
 	}
 	return out, versions, nil
 }
+
+// readConfig reads and parses a model's config.yaml (at most
+// model.MaxConfigBytes of it), again only when its size or modification time
+// changed. A model without one gets the zero Config.
+func (r *Repository) readConfig(fsys fs.FS, source, file string) (parsedConfig, error) {
+	st, err := fs.Stat(fsys, file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return parsedConfig{sum: emptyConfigSum}, nil
+	}
+	if err != nil {
+		return parsedConfig{}, fmt.Errorf("read config.yaml: %w", err)
+	}
+	cacheKey := source + ":" + file
+	if pc, ok := r.configs[cacheKey]; ok && pc.size == st.Size() && pc.modTime.Equal(st.ModTime()) {
+		return pc, pc.err
+	}
+	cfg, data, err := model.ReadConfig(fsys, file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return parsedConfig{sum: emptyConfigSum}, nil
+	}
+	sum := sha256.Sum256(data)
+	pc := parsedConfig{size: st.Size(), modTime: st.ModTime(), cfg: cfg, err: err, sum: hex.EncodeToString(sum[:8])}
+	r.configs[cacheKey] = pc
+	return pc, err
+}
+
+// emptyConfigSum fingerprints a model without a config.yaml.
+var emptyConfigSum = func() string { s := sha256.Sum256(nil); return hex.EncodeToString(s[:8]) }()
 
 // fingerprint hashes a version's file, re-reading it only when its size or
 // modification time changed. It returns the file's bytes when it read them.
@@ -468,13 +502,16 @@ func (r *Repository) trackDrift(f found, meta model.Metadata) {
 		return
 	}
 	r.opts.Drift.Remove(meta.Name, meta.Version)
-	data, err := fs.ReadFile(f.fsys, path.Join(path.Dir(f.file), ProfileFile))
+	file, err := f.fsys.Open(path.Join(path.Dir(f.file), ProfileFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	if err == nil {
 		var p *drift.Profile
-		if p, err = drift.ParseProfile(bytes.NewReader(data)); err == nil {
+		// ParseProfile reads at most drift.MaxProfileBytes of the file.
+		p, err = drift.ParseProfile(file)
+		file.Close()
+		if err == nil {
 			err = r.opts.Drift.Add(meta, p)
 		}
 	}
