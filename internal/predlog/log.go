@@ -18,7 +18,10 @@ type Options struct {
 	// QueueSize bounds the records waiting to be written (default 65536).
 	// A request whose rows do not all fit is dropped whole (queue_full).
 	QueueSize int
-	// BatchSize is the most records written in one batch (default 1000).
+	// BatchSize is the most records written in one batch (default 10000).
+	// Below it a batch is written after MaxDelay; when the store falls
+	// behind, batches grow towards it, and the store's cost per record
+	// falls (see BenchmarkSQLiteWrite).
 	BatchSize int
 	// MaxDelay is the longest a record waits for its batch to fill before
 	// it is written (default 100ms).
@@ -54,7 +57,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		QueueSize:      65536,
-		BatchSize:      1000,
+		BatchSize:      10000,
 		MaxDelay:       100 * time.Millisecond,
 		Sample:         1,
 		Retries:        3,

@@ -36,6 +36,14 @@ type SQLiteOptions struct {
 // person with the sqlite3 tool) do not wait for the writer. The file uses
 // incremental auto-vacuum, so that what Prune deletes gives the space back
 // to the file system.
+//
+// Request ids are random, so each batch dirties pages all over the
+// request_id index. The write-ahead log is checkpointed every 16384 pages
+// (64 MiB) rather than SQLite's 1000: a checkpoint copies each page once
+// however many batches changed it, and syncs the file once. On a 2-core
+// machine with a file of 400,000 records this took batches of 1000 from
+// 3,200 to 11,600 rows/s, and batches of 10,000 to 31,000 rows/s
+// (BenchmarkSQLiteWrite).
 type SQLite struct {
 	path string
 	opts SQLiteOptions
@@ -61,7 +69,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	dsn := func(extra string) string {
 		return "file:" + (&url.URL{Path: path}).EscapedPath() +
-			"?_busy_timeout=10000&_auto_vacuum=incremental&_journal_mode=wal&_synchronous=normal" + extra
+			"?_busy_timeout=10000&_auto_vacuum=incremental&_journal_mode=wal&_synchronous=normal&_pragma=wal_autocheckpoint(16384)" + extra
 	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {
