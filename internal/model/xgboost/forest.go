@@ -132,7 +132,19 @@ func compileForest(trees []tree, cols int) *forest {
 		}
 		f.trees[ti] = flatTree{root: root, group: uint32(t.group), steps: steps}
 	}
+	// A length that is a power of two lets addSteps mask indices rather
+	// than check them; the padding is never reached.
+	f.nodes = append(f.nodes, make([]flatNode, powerOfTwo(len(f.nodes))-len(f.nodes))...)
 	return f
+}
+
+// powerOfTwo returns the least power of two that is at least n.
+func powerOfTwo(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return p
 }
 
 // predict writes the outputs of m, whose forest f is, for the rows of in to
@@ -151,7 +163,9 @@ func (f *forest) predict(ctx context.Context, m *Model, in model.Batch, out mode
 		return nil
 	}
 	rows := min(in.Rows, blockRows, max(1, blockValues/stride))
-	x := make([]float32, rows*stride)
+	// A length that is a power of two lets addSteps mask indices rather
+	// than check them.
+	x := make([]float32, powerOfTwo(rows*stride))
 	// margins[g*rows+s] is the margin of output group g of the row in
 	// slot s of x; row holds one row's margins for transform.
 	margins := make([]float32, groups*rows)
@@ -277,104 +291,172 @@ func (f *forest) addBlock(x []float32, margins []float32, rows, n, complete int)
 
 // addSteps adds to margins[r] the value of the leaf that row r of x reaches
 // in the tree at root in steps steps. Each row takes stride values; none
-// is missing. Most of the time of Predict is spent here: for trees up to
-// 8 deep, the steps of a row are unrolled in a loop over the rows of its
-// own, which saves a loop counter per step and leaves the compiler enough
-// registers not to spill.
+// is missing. Most of the time of Predict is spent here. For trees up to 8
+// deep the steps are unrolled, in a loop of their own for each depth, which
+// saves a loop counter per step, and two rows are walked together, which
+// gives the processor two independent chains of loads to overlap. The
+// lengths of nodes and x are powers of two, so that indices are masked
+// rather than checked (stepComplete).
 func addSteps(nodes []flatNode, root uint, steps int, x []float32, stride int, margins []float32) {
+	if len(nodes) == 0 || len(x) == 0 {
+		return
+	}
+	nm, xm := uint(len(nodes)-1), uint(len(x)-1)
+	r := 0
 	switch steps {
 	case 1:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 2:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 3:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 4:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 5:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 6:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 7:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
 	case 8:
-		for r := range margins {
-			i := root
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			i = stepComplete(nodes, i, x, r*stride)
-			margins[r] += nodes[i].value()
+		for ; r+1 < len(margins); r += 2 {
+			i, j := root, root
+			oi := uint(r * stride)
+			oj := oi + uint(stride)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			i = stepComplete(nodes, nm, i, x, xm, oi)
+			j = stepComplete(nodes, nm, j, x, xm, oj)
+			margins[r] += nodes[i&nm].value()
+			margins[r+1] += nodes[j&nm].value()
 		}
-	default:
-		for r := range margins {
-			i := root
-			for s := steps; s != 0; s-- {
-				i = stepComplete(nodes, i, x, r*stride)
-			}
-			margins[r] += nodes[i].value()
+	}
+	for ; r < len(margins); r++ {
+		i, oi := root, uint(r*stride)
+		for s := steps; s != 0; s-- {
+			i = stepComplete(nodes, nm, i, x, xm, oi)
 		}
+		margins[r] += nodes[i&nm].value()
 	}
 }
 
 // stepComplete returns the node that the row of x at off, which has no
-// missing values, goes to from node i.
-func stepComplete(nodes []flatNode, i uint, x []float32, off int) uint {
-	nd := &nodes[i]
-	return uint(nd.left) + b2u(x[off+int(nd.feature)] >= nd.threshold)
+// missing values, goes to from node i. The lengths of nodes and x are
+// powers of two, nm and xm those lengths less one: masking an index that is
+// in range changes nothing, and spares the bounds check.
+func stepComplete(nodes []flatNode, nm uint, i uint, x []float32, xm uint, off uint) uint {
+	nd := &nodes[i&nm]
+	return uint(nd.left) + b2u(x[(off+uint(nd.feature))&xm] >= nd.threshold)
 }
 
 // walk returns the leaf that row, where a value may be missing, reaches

@@ -151,3 +151,70 @@ func TestForestRefusesSharedNodes(t *testing.T) {
 		t.Fatal("compiled a tree whose split has one node as both children")
 	}
 }
+
+// randomTree returns a tree of depth at most depth, with at least one leaf
+// that deep, splitting on features 0 to cols-1 at thresholds among -1, 0
+// and 1, with missing values going either way.
+func randomTree(rng *rand.Rand, depth, cols int) tree {
+	var t tree
+	var grow func(d int, deep bool) int32
+	grow = func(d int, deep bool) int32 {
+		i := int32(len(t.nodes))
+		t.nodes = append(t.nodes, node{})
+		if d == depth || (!deep && rng.IntN(3) == 0) {
+			t.nodes[i] = node{feature: -1, threshold: float32(rng.NormFloat64())}
+			return i
+		}
+		deepLeft := deep && rng.IntN(2) == 0
+		l := grow(d+1, deepLeft)
+		r := grow(d+1, deep && !deepLeft)
+		nd := node{feature: int32(rng.IntN(cols)), threshold: float32(rng.IntN(3) - 1), left: l, right: r, missing: r}
+		if rng.IntN(2) == 0 {
+			nd.missing = l
+		}
+		t.nodes[i] = nd
+		return i
+	}
+	grow(0, true)
+	t.weight = 1
+	return t
+}
+
+// TestForestDepths checks the forest against the row-by-row evaluation for
+// trees of every depth that addSteps and addRow unroll and beyond, with
+// either kind of traversal, on batches with and without missing values, of
+// odd and even sizes.
+func TestForestDepths(t *testing.T) {
+	base := load(t, "testdata/regression.json", model.Metadata{})
+	cols := len(base.meta.Features)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for depth := range 12 {
+		m := *base
+		m.trees = nil
+		for range 5 {
+			m.trees = append(m.trees, randomTree(rng, depth, cols))
+		}
+		m.forest = compileForest(m.trees, cols)
+		in := model.Batch{Rows: 2*blockRows + 3, Cols: cols, Values: make([]float64, (2*blockRows+3)*cols)}
+		for i := range in.Values {
+			in.Values[i] = float64(rng.IntN(5)-2) / 2
+			if i > len(in.Values)/2 && rng.IntN(8) == 0 {
+				in.Values[i] = math.NaN()
+			}
+		}
+		want := predict(t, rowByRow(&m), in)
+		for _, variant := range []*Model{&m, withSteps(&m, true), withSteps(&m, false)} {
+			for _, rows := range []int{1, 2, 5, 64, in.Rows} {
+				for _, start := range []int{0, in.Rows - rows} {
+					part := model.Batch{Rows: rows, Cols: cols, Values: in.Values[start*cols : (start+rows)*cols]}
+					got := predict(t, variant, part)
+					for i, v := range got.Values {
+						if w := want.Values[start+i]; math.Float64bits(v) != math.Float64bits(w) {
+							t.Fatalf("depth %d, rows %d from %d: output %d is %v, row by row %v", depth, rows, start, i, v, w)
+						}
+					}
+				}
+			}
+		}
+	}
+}
