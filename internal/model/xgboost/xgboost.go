@@ -55,6 +55,10 @@
 // Parsing (parse.go) and evaluation (predict.go) are kept apart: a parsed
 // Model is a flat list of trees whose nodes hold float32 thresholds, as
 // XGBoost's do, and evaluation sums leaf values in float32 in tree order.
+// Trees without categorical splits are also compiled into a forest
+// (forest.go) that Predict walks without data-dependent branches, a block
+// of rows at a time as XGBoost's CPU predictor does, to the same results
+// bit for bit.
 package xgboost
 
 import (
