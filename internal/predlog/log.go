@@ -407,6 +407,11 @@ func (l *Log) write(batch []Record) {
 		if err = l.attempt(batch); err == nil {
 			return
 		}
+		if errors.Is(err, ErrRejected) {
+			l.log.Error("prediction log store rejected a batch", "records", len(batch), "err", err)
+			l.m.dropped.WithLabelValues(DropRejected).Add(float64(len(batch)))
+			return
+		}
 	}
 	if err == nil {
 		err = l.ctx.Err()
@@ -430,6 +435,9 @@ func (l *Log) attempt(batch []Record) error {
 	start := time.Now()
 	err := l.store.Write(ctx, batch)
 	l.m.duration.Observe(time.Since(start).Seconds())
+	if errors.Is(err, ErrRejected) {
+		return err // the store is up; the data was wrong
+	}
 	if err != nil {
 		l.m.up.Set(0)
 		return err
@@ -478,7 +486,13 @@ func (l *Log) replay() {
 			}
 			continue
 		}
-		if err := l.attempt(recs); err != nil {
+		err = l.attempt(recs)
+		if errors.Is(err, ErrRejected) {
+			// A batch the store will never take must not hold up the
+			// ones behind it.
+			l.log.Error("prediction log store rejected a spooled batch", "records", n, "err", err)
+			l.m.dropped.WithLabelValues(DropRejected).Add(float64(n))
+		} else if err != nil {
 			return
 		}
 		if err := sp.RemoveOldest(); err != nil {

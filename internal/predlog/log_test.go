@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,15 +56,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func droppedText(queueFull, storeError, spoolFull, spoolCorrupt, shutdown float64) string {
+	return droppedTextRejected(queueFull, storeError, spoolFull, spoolCorrupt, shutdown, 0)
+}
+
+func droppedTextRejected(queueFull, storeError, spoolFull, spoolCorrupt, shutdown, rejected float64) string {
 	return fmt.Sprintf(`
 # HELP model_prediction_log_dropped_total Prediction records not written to the prediction log, by reason.
 # TYPE model_prediction_log_dropped_total counter
 model_prediction_log_dropped_total{reason="queue_full"} %v
+model_prediction_log_dropped_total{reason="rejected"} %v
 model_prediction_log_dropped_total{reason="shutdown"} %v
 model_prediction_log_dropped_total{reason="spool_corrupt"} %v
 model_prediction_log_dropped_total{reason="spool_full"} %v
 model_prediction_log_dropped_total{reason="store_error"} %v
-`, queueFull, shutdown, spoolCorrupt, spoolFull, storeError)
+`, queueFull, rejected, shutdown, spoolCorrupt, spoolFull, storeError)
 }
 
 // request returns the records of a request of rows rows.
@@ -505,4 +511,36 @@ func TestLogLag(t *testing.T) {
 		t.Fatalf("queue length = %v, want 1", got)
 	}
 	close(release)
+}
+
+func TestLogRejected(t *testing.T) {
+	var c collector
+	inner := c.store()
+	var calls atomic.Int32
+	store := &predlogtest.Store{WriteFunc: func(ctx context.Context, recs []predlog.Record) error {
+		calls.Add(1)
+		if recs[0].RequestID == "bad" {
+			return fmt.Errorf("invalid byte sequence: %w", predlog.ErrRejected)
+		}
+		return inner.Write(ctx, recs)
+	}}
+	opts := predlog.DefaultOptions()
+	opts.BatchSize, opts.MaxDelay = 2, time.Millisecond
+	l, reg := newLog(t, store, opts)
+	l.Append(request("bad", 2))
+	waitFor(t, "bad written", func() bool { return calls.Load() == 1 })
+	l.Append(request("good", 2))
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 2 || c.len() != 2 {
+		t.Fatalf("store called %d times and holds %d records; want a rejected batch tried once, then good", calls.Load(), c.len())
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(droppedTextRejected(0, 0, 0, 0, 0, 2)+`
+# HELP model_prediction_log_store_up 1 when the prediction log's last write to its store succeeded, 0 when it failed.
+# TYPE model_prediction_log_store_up gauge
+model_prediction_log_store_up 1
+`), "model_prediction_log_dropped_total", "model_prediction_log_store_up"); err != nil {
+		t.Fatal(err)
+	}
 }

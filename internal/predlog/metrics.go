@@ -19,10 +19,12 @@ const (
 	// DropShutdown: the log was closed, or Close's deadline passed before
 	// the record was written.
 	DropShutdown = "shutdown"
+	// DropRejected: the store refused the batch's data (ErrRejected).
+	DropRejected = "rejected"
 )
 
 // DropReasons lists every reason a record is dropped.
-var DropReasons = []string{DropQueueFull, DropStoreError, DropSpoolFull, DropSpoolCorrupt, DropShutdown}
+var DropReasons = []string{DropQueueFull, DropStoreError, DropSpoolFull, DropSpoolCorrupt, DropShutdown, DropRejected}
 
 // Reasons Prune deletes records, the values of the reason label of
 // model_prediction_log_pruned_total.

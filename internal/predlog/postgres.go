@@ -2,12 +2,14 @@ package predlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -128,9 +130,20 @@ func (s *Postgres) Write(ctx context.Context, recs []Record) error {
 		write = s.multiInsert
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return write(ctx, tx, recs) }); err != nil {
+		if rejected(err) {
+			return fmt.Errorf("prediction log write: %w: %w", ErrRejected, err)
+		}
 		return fmt.Errorf("prediction log write: %w", err)
 	}
 	return nil
+}
+
+// rejected reports whether PostgreSQL refused the data itself: SQLSTATE
+// class 22 (data exception: an invalid byte sequence, a value out of
+// range) or 23 (integrity constraint violation).
+func rejected(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 func recordValues(r *Record) []any {

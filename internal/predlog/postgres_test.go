@@ -2,6 +2,7 @@ package predlog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,6 +120,12 @@ func TestPostgresWriteIsIdempotent(t *testing.T) {
 			}
 			if err := s.Write(ctx, recs); err != nil {
 				t.Fatal(err)
+			}
+			// Data PostgreSQL refuses is rejected for good, not retried.
+			bad := records(1, t0)
+			bad[0].RequestID = "nul\x00byte"
+			if err := s.Write(ctx, bad); !errors.Is(err, predlog.ErrRejected) {
+				t.Fatalf("Write of a NUL byte = %v, want ErrRejected", err)
 			}
 			got := query(t, dsn, `SELECT count(*)::text || ' ' || count(DISTINCT request_id)::text
 				|| ' ' || min(request_id) || ' ' || max(request_id) FROM predictions`)

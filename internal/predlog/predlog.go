@@ -96,6 +96,11 @@ type Pruned struct {
 // ErrNotFound is returned by Lookup when the request has no logged row.
 var ErrNotFound = errors.New("prediction not found in the log")
 
+// ErrRejected marks a Write error that retrying cannot cure: the store
+// refused the batch's data (a text with a NUL byte, say). The Log drops
+// such a batch (reason rejected) rather than retry or spool it.
+var ErrRejected = errors.New("prediction log store rejected the records")
+
 // DefaultRetention is how long records are kept unless configured.
 const DefaultRetention = 30 * 24 * time.Hour
 
