@@ -58,7 +58,7 @@ vet:
 	$(GO) vet ./...
 
 race:
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 nocgo:
 	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
@@ -66,6 +66,12 @@ nocgo:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePredict$$' -fuzztime $(FUZZTIME) ./internal/server
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeV2$$' -fuzztime $(FUZZTIME) ./internal/server
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/model/xgboost
+	$(GO) test -run '^$$' -fuzz '^FuzzToJSON$$' -fuzztime $(FUZZTIME) ./internal/model/xgboost/ubjson
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./internal/model/lightgbm
+	$(GO) test -run '^$$' -fuzz '^FuzzReadGraph$$' -fuzztime $(FUZZTIME) ./internal/model/onnx
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./internal/model
+	$(GO) test -run '^$$' -fuzz '^FuzzParseProfile$$' -fuzztime $(FUZZTIME) ./internal/drift
 
 ## chart: the Helm chart, prometheus-adapter rules and Kubernetes scrape job
 ## (deploy/helm, a module of its own so Helm's libraries stay out of the server's).
