@@ -174,6 +174,67 @@ func TestCompose(t *testing.T) {
 	}
 }
 
+// TestComposeAdminListener checks that modelwatch's control plane has a
+// listener of its own, published on the host's loopback only, and that the
+// API's port is not the admin listener's.
+func TestComposeAdminListener(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose/docker-compose.yml"}, cli.WithWorkingDirectory("compose"), cli.WithName("modelwatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	svc := project.Services["modelwatch"]
+	admin := svc.Environment["MODELWATCH_ADMIN_LISTEN_ADDRESS"]
+	if admin == nil || *admin != ":9001" {
+		t.Fatalf("MODELWATCH_ADMIN_LISTEN_ADDRESS %v, want \":9001\"", admin)
+	}
+	if _, ok := svc.Environment["MODELWATCH_TOKEN_FILE"]; ok {
+		t.Errorf("MODELWATCH_TOKEN_FILE is set: the token file is wired only when ./tokens exists (commented out)")
+	}
+	var published []string
+	for _, p := range svc.Ports {
+		if p.Target != 9001 {
+			continue
+		}
+		published = append(published, p.HostIP+":"+p.Published)
+		if p.HostIP != "127.0.0.1" || p.Published != "9001" {
+			t.Errorf("admin port published as %q:%q, want 127.0.0.1:9001 only (the control plane must not reach the network)", p.HostIP, p.Published)
+		}
+	}
+	if !slices.Equal(published, []string{"127.0.0.1:9001"}) {
+		t.Errorf("admin port published %v, want [127.0.0.1:9001]", published)
+	}
+	for _, other := range project.Services {
+		for _, p := range other.Ports {
+			if p.Published == "9001" && (other.Name != "modelwatch" || p.Target != 9001) {
+				t.Errorf("%s publishes host port 9001 to %d", other.Name, p.Target)
+			}
+		}
+	}
+	for _, p := range svc.Ports {
+		if p.Target == 8000 && p.Published != "8000" {
+			t.Errorf("API port published as %q, want 8000", p.Published)
+		}
+	}
+
+	raw, err := os.ReadFile("compose/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"curl -XPOST localhost:9001/v2/repository/models/<m>/unload",
+		"# MODELWATCH_TOKEN_FILE: /run/secrets/modelwatch_tokens",
+		"#   modelwatch_tokens:\n#     file: ./tokens",
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("docker-compose.yml lacks %q", want)
+		}
+	}
+}
+
 func isNamedVolume(svc types.ServiceConfig, target string) bool {
 	for _, v := range svc.Volumes {
 		if v.Target == target {
