@@ -283,9 +283,30 @@ func (f *forest) addBlock(x []float32, margins []float32, rows, n, complete int)
 			continue
 		}
 		addSteps(nodes, uint(t.root), int(t.steps), x, stride, gm[:complete])
-		for s := complete; s < n; s++ {
-			gm[s] += nodes[walk(nodes, uint(t.root), t.steps, x[s*stride:])].value()
+		if complete < n {
+			addStepsMissing(nodes, uint(t.root), int(t.steps), x, stride, gm, complete)
 		}
+	}
+}
+
+// addStepsMissing is addSteps for the rows from first on, which may have
+// missing values.
+func addStepsMissing(nodes []flatNode, root uint, steps int, x []float32, stride int, margins []float32, first int) {
+	if len(nodes) == 0 || len(x) == 0 {
+		return
+	}
+	nm, xm := uint(len(nodes)-1), uint(len(x)-1)
+	for r := first; r < len(margins); r++ {
+		i, oi := root, uint(r*stride)
+		for s := steps; s != 0; s-- {
+			nd := &nodes[i&nm]
+			v := x[(oi+uint(nd.feature))&xm]
+			i = uint(nd.left) + b2u(v >= nd.threshold)
+			if v != v {
+				i = uint(nd.aux)
+			}
+		}
+		margins[r] += nodes[i&nm].value()
 	}
 }
 
