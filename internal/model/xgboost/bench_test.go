@@ -23,7 +23,8 @@ const heldoutRows = 200_000
 // heldout returns the embedded model, loaded with the names of its
 // config.yaml, and the feature columns of its held-out rows (every column
 // whose name does not start with "xgboost_"; an empty cell is missing)
-// repeated to rows rows, as bench/treespeed/xgboost_native.py reads them.
+// repeated to rows rows, as bench/treespeed/xgboost_native.py reads them;
+// rows 0 asks for each held-out row once.
 func heldout(tb testing.TB, rows int) (*Model, model.Batch) {
 	tb.Helper()
 	const dir = "../../../models/fraud_model/"
@@ -63,6 +64,9 @@ func heldout(tb testing.TB, rows int) (*Model, model.Batch) {
 			}
 			base = append(base, v)
 		}
+	}
+	if rows == 0 {
+		rows = len(base) / cols
 	}
 	in := model.Batch{Rows: rows, Cols: cols, Values: make([]float64, rows*cols)}
 	for i := 0; i < len(in.Values); i += len(base) {
@@ -110,4 +114,20 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
+}
+
+// BenchmarkPredictRow predicts one row per call, as /predict does, going
+// through the embedded model's held-out rows in turn: unlike
+// BenchmarkPredict/rows=1, which repeats one row, the processor cannot learn
+// the path of each row through the trees.
+func BenchmarkPredictRow(b *testing.B) {
+	m, in := heldout(b, 0)
+	i := 0
+	for b.Loop() {
+		row := model.Batch{Rows: 1, Cols: in.Cols, Values: in.Row(i)}
+		if _, err := m.Predict(context.Background(), row); err != nil {
+			b.Fatal(err)
+		}
+		i = (i + 1) % in.Rows
+	}
 }

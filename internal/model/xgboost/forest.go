@@ -152,7 +152,7 @@ func powerOfTwo(n int) int {
 func (f *forest) predict(ctx context.Context, m *Model, in model.Batch, out model.Result) error {
 	cols, stride, groups := in.Cols, in.Cols+1, m.groups
 	if in.Rows == 1 {
-		x := make([]float32, stride)
+		x := make([]float32, powerOfTwo(stride))
 		for j, v := range in.Values {
 			x[j] = float32(v)
 		}
@@ -215,36 +215,40 @@ func (f *forest) predict(ctx context.Context, m *Model, in model.Batch, out mode
 }
 
 // addRow adds the leaf values of every tree, in tree order, to the margins
-// of one row, x, padded as in a block. The steps of trees up to 8 deep are
-// unrolled.
+// of one row, x, padded as in a block, its length a power of two. The steps
+// of trees up to 8 deep are unrolled.
 func (f *forest) addRow(x []float32, margins []float32) {
 	nodes := f.nodes
+	if len(nodes) == 0 || len(x) == 0 {
+		return
+	}
+	nm, xm := uint(len(nodes)-1), uint(len(x)-1)
 	for _, t := range f.trees {
 		i := uint(t.root)
 		switch t.steps {
 		case 8:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 7:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 6:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 5:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 4:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 3:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 2:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 			fallthrough
 		case 1:
-			i = step(nodes, i, x)
+			i = step(nodes, nm, i, x, xm)
 		default:
 			if t.steps < 0 {
 				i = walkToLeaf(nodes, i, x)
@@ -252,15 +256,17 @@ func (f *forest) addRow(x []float32, margins []float32) {
 				i = walk(nodes, i, t.steps, x)
 			}
 		}
-		margins[t.group] += nodes[i].value()
+		margins[t.group] += nodes[i&nm].value()
 	}
 }
 
 // step returns the node that row, where a value may be missing, goes to
-// from node i.
-func step(nodes []flatNode, i uint, row []float32) uint {
-	nd := &nodes[i]
-	v := row[nd.feature]
+// from node i. nm and xm are the lengths of nodes and row less one, which
+// are powers of two: masking an index that is in range changes nothing, and
+// spares the bounds check.
+func step(nodes []flatNode, nm, i uint, row []float32, xm uint) uint {
+	nd := &nodes[i&nm]
+	v := row[uint(nd.feature)&xm]
 	next := uint(nd.left) + b2u(v >= nd.threshold)
 	if v != v {
 		next = uint(nd.aux)
