@@ -2,9 +2,12 @@ package helm_test
 
 import (
 	"bytes"
+	"cmp"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -254,6 +257,17 @@ func TestDefaultValues(t *testing.T) {
 	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/tmp" {
 		t.Errorf("default mounts %+v, want only /tmp", c.VolumeMounts)
 	}
+	wantArgs := []string{"serve", "--listen-address=:8000", "--log-format=json", "--shutdown-timeout=20s", "--embedded-model=true", "--gpu-metrics=auto",
+		"--max-connections=4096", "--admin-listen-address=127.0.0.1:9001"}
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("default args\n%q, want\n%q", c.Args, wantArgs)
+	}
+	if cfg.AdminListenAddress != "127.0.0.1:9001" || cfg.MaxConnections != 4096 || cfg.TokenFile != "" || cfg.InferenceAuth || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
+		t.Errorf("default config: admin %q, max connections %d, token file %q, inference auth %v, TLS %q %q", cfg.AdminListenAddress, cfg.MaxConnections, cfg.TokenFile, cfg.InferenceAuth, cfg.TLSCertFile, cfg.TLSKeyFile)
+	}
+	if v := d.Spec.Template.Spec.Volumes; len(v) != 1 || v[0].Name != "tmp" {
+		t.Errorf("default volumes %+v, want only tmp", v)
+	}
 }
 
 func TestFullValues(t *testing.T) {
@@ -441,6 +455,159 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 	})
 }
 
+// TestSecurity renders the control plane's and the credentials' values: the
+// token and TLS Secrets are mounted as directories and their flags set
+// exactly when they are given, and nothing else changes.
+func TestSecurity(t *testing.T) {
+	// secrets returns the container's flags that name a credential, the
+	// pod's Secret volumes and the container's mounts of them.
+	secrets := func(t *testing.T, r *release) (flags []string, volumes, mounts map[string]string) {
+		t.Helper()
+		pod := r.deployments[0].Spec.Template.Spec
+		for _, a := range pod.Containers[0].Args {
+			for _, f := range []string{"--token-file", "--inference-auth", "--tls-cert-file", "--tls-key-file"} {
+				if a == f || strings.HasPrefix(a, f+"=") {
+					flags = append(flags, a)
+				}
+			}
+		}
+		volumes, mounts = map[string]string{}, map[string]string{}
+		for _, v := range pod.Volumes {
+			if v.Secret != nil {
+				if len(v.Secret.Items) != 0 {
+					t.Errorf("volume %s picks items of its Secret", v.Name)
+				}
+				volumes[v.Name] = v.Secret.SecretName
+			}
+		}
+		for _, m := range pod.Containers[0].VolumeMounts {
+			if _, ok := volumes[m.Name]; ok {
+				if !m.ReadOnly {
+					t.Errorf("Secret volume %s is mounted writable", m.Name)
+				}
+				mounts[m.Name] = m.MountPath
+			}
+		}
+		return flags, volumes, mounts
+	}
+	for _, c := range []struct {
+		name, values    string
+		flags           []string
+		volumes, mounts map[string]string
+	}{
+		{"none", "", nil, map[string]string{}, map[string]string{}},
+		{"tokens", "auth: {existingSecret: modelwatch-tokens}",
+			[]string{"--token-file=/etc/modelwatch/auth/tokens"},
+			map[string]string{"auth": "modelwatch-tokens"}, map[string]string{"auth": "/etc/modelwatch/auth"}},
+		{"tokens for inference", "auth: {existingSecret: modelwatch-tokens, secretKey: tokens.txt, inference: true}",
+			[]string{"--token-file=/etc/modelwatch/auth/tokens.txt", "--inference-auth"},
+			map[string]string{"auth": "modelwatch-tokens"}, map[string]string{"auth": "/etc/modelwatch/auth"}},
+		{"TLS", "tls: {existingSecret: modelwatch-tls}",
+			[]string{"--tls-cert-file=/etc/modelwatch/tls/tls.crt", "--tls-key-file=/etc/modelwatch/tls/tls.key"},
+			map[string]string{"tls": "modelwatch-tls"}, map[string]string{"tls": "/etc/modelwatch/tls"}},
+		{"both", "auth: {existingSecret: tokens, inference: true}\ntls: {existingSecret: certs}",
+			[]string{"--token-file=/etc/modelwatch/auth/tokens", "--inference-auth", "--tls-cert-file=/etc/modelwatch/tls/tls.crt", "--tls-key-file=/etc/modelwatch/tls/tls.key"},
+			map[string]string{"auth": "tokens", "tls": "certs"}, map[string]string{"auth": "/etc/modelwatch/auth", "tls": "/etc/modelwatch/tls"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := mustRender(t, "modelwatch", "ml", values(t, c.values))
+			checkRelease(t, r)
+			flags, volumes, mounts := secrets(t, r)
+			if !slices.Equal(flags, c.flags) || !reflect.DeepEqual(volumes, c.volumes) || !reflect.DeepEqual(mounts, c.mounts) {
+				t.Errorf("flags %q, Secret volumes %v, mounts %v; want %q, %v, %v", flags, volumes, mounts, c.flags, c.volumes, c.mounts)
+			}
+			cont := r.deployments[0].Spec.Template.Spec.Containers[0]
+			cfg := serveConfig(t, cont.Args)
+			if cfg.AdminListenAddress != "127.0.0.1:9001" {
+				t.Errorf("--admin-listen-address %q, want 127.0.0.1:9001", cfg.AdminListenAddress)
+			}
+			// Every file a flag names lies in a mounted Secret.
+			for _, f := range []string{cfg.TokenFile, cfg.TLSCertFile, cfg.TLSKeyFile} {
+				if f != "" && !slices.Contains(slices.Collect(maps.Values(mounts)), filepath.Dir(f)) {
+					t.Errorf("%s is not in a mounted Secret %v", f, mounts)
+				}
+			}
+			https := r.deployments[0].Spec.Template.Annotations["prometheus.io/scheme"] == "https"
+			if https != (cfg.TLSCertFile != "") {
+				t.Errorf("prometheus.io/scheme annotation %q with TLS %v", r.deployments[0].Spec.Template.Annotations["prometheus.io/scheme"], cfg.TLSCertFile != "")
+			}
+		})
+	}
+	t.Run("ServiceMonitor over TLS", func(t *testing.T) {
+		for _, c := range []struct {
+			values   string
+			ca       string
+			server   string
+			insecure bool
+		}{
+			{"tls: {existingSecret: certs, insecureSkipVerify: true}", "", "", true},
+			{"tls: {existingSecret: certs, ca: {secret: {name: modelwatch-ca, key: ca.crt}}, serverName: modelwatch.ml.svc}", "modelwatch-ca/ca.crt", "modelwatch.ml.svc", false},
+		} {
+			r := mustRender(t, "modelwatch", "ml", values(t, "serviceMonitor: {enabled: true}\n"+c.values))
+			checkRelease(t, r)
+			ep := r.serviceMonitors[0].Spec.Endpoints[0]
+			if ep.Scheme.String() != "https" || ep.TLSConfig == nil {
+				t.Fatalf("%s: scheme %q, tlsConfig %+v; want https with a tlsConfig", c.values, ep.Scheme.String(), ep.TLSConfig)
+			}
+			tc := ep.TLSConfig.SafeTLSConfig
+			ca := ""
+			if tc.CA.Secret != nil {
+				ca = tc.CA.Secret.Name + "/" + tc.CA.Secret.Key
+			}
+			if ca != c.ca || ptrString(tc.ServerName) != c.server || tc.InsecureSkipVerify == nil || *tc.InsecureSkipVerify != c.insecure {
+				t.Errorf("%s: tlsConfig CA %q, server name %q, insecureSkipVerify %v; want %q, %q, %v", c.values, ca, ptrString(tc.ServerName), tc.InsecureSkipVerify, c.ca, c.server, c.insecure)
+			}
+		}
+		r := mustRender(t, "modelwatch", "ml", values(t, "serviceMonitor: {enabled: true}"))
+		if ep := r.serviceMonitors[0].Spec.Endpoints[0]; ep.Scheme != nil || ep.TLSConfig != nil {
+			t.Errorf("without TLS, scheme %q and tlsConfig %+v", ep.Scheme.String(), ep.TLSConfig)
+		}
+	})
+	t.Run("other ports and connections", func(t *testing.T) {
+		r := mustRender(t, "modelwatch", "ml", values(t, "admin: {port: 7000}\nmaxConnections: 20000\nservice: {port: 8080}"))
+		checkRelease(t, r)
+		cfg := serveConfig(t, r.deployments[0].Spec.Template.Spec.Containers[0].Args)
+		if cfg.AdminListenAddress != "127.0.0.1:7000" || cfg.MaxConnections != 20000 || cfg.ListenAddress != ":8080" {
+			t.Errorf("admin %q, max connections %d, listen %q; want 127.0.0.1:7000, 20000, :8080", cfg.AdminListenAddress, cfg.MaxConnections, cfg.ListenAddress)
+		}
+	})
+	t.Run("inference auth without tokens is refused", func(t *testing.T) {
+		_, err := render(t, "modelwatch", "ml", values(t, "auth: {inference: true}"))
+		if err == nil || !strings.Contains(err.Error(), "auth.inference needs auth.existingSecret: a Secret holding the token file") {
+			t.Errorf("auth.inference without a Secret rendered (err %v)", err)
+		}
+	})
+	t.Run("admin port on the API's is refused", func(t *testing.T) {
+		_, err := render(t, "modelwatch", "ml", values(t, "admin: {port: 8000}"))
+		if err == nil || !strings.Contains(err.Error(), "admin.port 8000 is service.port's: the control plane needs a port of its own") {
+			t.Errorf("admin.port 8000 rendered (err %v)", err)
+		}
+	})
+	t.Run("bad values are refused", func(t *testing.T) {
+		for _, bad := range []string{
+			"maxConnections: 15",
+			"admin: {port: 0}",
+			"admin: {address: 0.0.0.0}",
+			"auth: {existingSecret: Tokens_1}",
+			"auth: {secretKey: ../tokens}",
+			"auth: {inference: 'yes'}",
+			"tls: {existingSecret: certs, insecureSkipVerify: 'true'}",
+			"tls: {cert: tls.crt}",
+		} {
+			if _, err := render(t, "modelwatch", "ml", values(t, bad)); err == nil || !strings.Contains(err.Error(), "schema") {
+				t.Errorf("%s: rendered (err %v), want a schema error", bad, err)
+			}
+		}
+	})
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
 // serveConfig parses a container's args with modelwatch's own flags and
 // validation, as the binary does at start.
 func serveConfig(t *testing.T, args []string) config.Config {
@@ -511,6 +678,37 @@ func checkRelease(t *testing.T, r *release) {
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("Service ports %+v, want http to the container's http", svc.Spec.Ports)
 	}
+	// The control plane listens on the pod's loopback only, reached with
+	// kubectl port-forward: never on the pod's IP, in the Service or as a
+	// container port.
+	adminHost, adminPort, err := net.SplitHostPort(cfg.AdminListenAddress)
+	if err != nil || adminHost != "127.0.0.1" {
+		t.Errorf("--admin-listen-address %q, want 127.0.0.1:PORT", cfg.AdminListenAddress)
+	}
+	if !slices.Contains(c.Args, "--admin-listen-address="+cfg.AdminListenAddress) {
+		t.Errorf("args %q do not set --admin-listen-address", c.Args)
+	}
+	for _, p := range svc.Spec.Ports {
+		if strconv.Itoa(int(p.Port)) == adminPort || p.TargetPort.String() == adminPort {
+			t.Errorf("Service port %+v reaches the admin listener's port %s", p, adminPort)
+		}
+	}
+	for _, p := range c.Ports {
+		if strconv.Itoa(int(p.ContainerPort)) == adminPort {
+			t.Errorf("container port %+v names the admin listener's port %s", p, adminPort)
+		}
+	}
+	// Secrets are mounted as directories: a subPath mount never sees a
+	// rotated Secret.
+	for _, m := range c.VolumeMounts {
+		if m.SubPath != "" || m.SubPathExpr != "" {
+			t.Errorf("mount %s uses a subPath, which a rotated Secret never reaches", m.Name)
+		}
+	}
+	scheme := corev1.URISchemeHTTP
+	if cfg.TLSCertFile != "" {
+		scheme = corev1.URISchemeHTTPS
+	}
 	for _, p := range []struct {
 		name  string
 		probe *corev1.Probe
@@ -518,6 +716,8 @@ func checkRelease(t *testing.T, r *release) {
 	}{{"startup", c.StartupProbe, "/health"}, {"liveness", c.LivenessProbe, "/health"}, {"readiness", c.ReadinessProbe, "/ready"}} {
 		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "http" {
 			t.Errorf("%s probe %+v, want GET %s on http", p.name, p.probe, p.path)
+		} else if got := cmp.Or(p.probe.HTTPGet.Scheme, corev1.URISchemeHTTP); got != scheme {
+			t.Errorf("%s probe scheme %s, want %s", p.name, got, scheme)
 		}
 	}
 	if a := pod.Annotations; len(a) > 0 {
@@ -583,6 +783,12 @@ func checkRelease(t *testing.T, r *release) {
 		ep := sm.Spec.Endpoints[0]
 		if ep.Port != svc.Spec.Ports[0].Name || ep.Path != "/metrics" {
 			t.Errorf("ServiceMonitor scrapes port %q path %q, want the Service's %q and /metrics", ep.Port, ep.Path, svc.Spec.Ports[0].Name)
+		}
+		if got, want := cmp.Or(ep.Scheme.String(), "http"), strings.ToLower(string(scheme)); got != want {
+			t.Errorf("ServiceMonitor scheme %q, want %q", got, want)
+		}
+		if (ep.TLSConfig != nil) != (scheme == corev1.URISchemeHTTPS) {
+			t.Errorf("ServiceMonitor tlsConfig %+v with the pods serving %s", ep.TLSConfig, scheme)
 		}
 		job := false
 		for _, rc := range ep.RelabelConfigs {
@@ -718,7 +924,7 @@ func TestValuesDocumented(t *testing.T) {
 	// Values handed to Kubernetes whole are documented as one.
 	whole := []string{"grafanaDashboards.labels", "grafanaDashboards.annotations", "commonLabels", "modelRepository.volume", "podSecurityContext", "securityContext", "resources", "nodeSelector",
 		"affinity", "podAnnotations", "podLabels", "service.annotations", "serviceAccount.annotations", "serviceMonitor.labels",
-		"prometheusRule.labels", "autoscaling.behavior"}
+		"prometheusRule.labels", "autoscaling.behavior", "tls.ca"}
 	var walk func(prefix string, m map[string]any)
 	n := 0
 	walk = func(prefix string, m map[string]any) {

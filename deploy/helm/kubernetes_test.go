@@ -285,6 +285,11 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			if strings.HasPrefix(a[i], "--listen-address=") {
 				a[i] = "--listen-address=" + addr
 			}
+			// Each pod's control plane is on its own loopback; here they
+			// share one, so each gets a free port of it.
+			if strings.HasPrefix(a[i], "--admin-listen-address=127.0.0.1:") {
+				a[i] = "--admin-listen-address=" + testenv.FreePortOn(t, "127.0.0.1")
+			}
 		}
 		p := testenv.Start(t, bin, a...)
 		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
@@ -719,16 +724,37 @@ func TestServiceMonitorScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	prometheustest.Each(t, func(t *testing.T, v prometheustest.Version) {
-		addr := testenv.FreePort(t)
+		addr, admin := testenv.FreePort(t), testenv.FreePortOn(t, "127.0.0.1")
 		args := []string{"serve", "--listen-address=" + addr}
 		for _, a := range c.Args[1:] {
 			// This pod serves the embedded model; the chart's points at a volume.
 			if !strings.HasPrefix(a, "--listen-address=") && !strings.HasPrefix(a, "--model-repository=") && !strings.HasPrefix(a, "--embedded-model=") {
+				if strings.HasPrefix(a, "--admin-listen-address=127.0.0.1:") {
+					a = "--admin-listen-address=" + admin
+				}
 				args = append(args, a)
 			}
 		}
 		p := testenv.Start(t, bin, args...)
 		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+		// The chart's control plane: refused on the API the Service
+		// reaches, served on the pod's loopback.
+		resp, err := http.Post("http://"+addr+"/v2/repository/models/fraud_model/unload", "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("unload through the Service's port: %d, want 403", resp.StatusCode)
+		}
+		resp, err = http.Get("http://" + admin + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /health on the admin listener: %d, want 200", resp.StatusCode)
+		}
 
 		dir := t.TempDir()
 		pod := svc.Name + "-7f9c4-x2"
