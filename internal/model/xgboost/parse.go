@@ -346,7 +346,7 @@ func bestIterationEnd(attributes map[string]string, jt *jsonTrees, groups int) (
 		if p[0] != 0 || p[len(p)-1] != n || !slices.IsSorted(p) {
 			return 0, fmt.Errorf("iteration_indptr does not delimit the %d trees", n)
 		}
-		if best+1 >= len(p) {
+		if best >= len(p)-1 {
 			return n, nil
 		}
 		return p[best+1], nil
@@ -417,6 +417,10 @@ func convertTree(raw json.RawMessage, numFeature int, nodeBudget *int, catFeatur
 				return tree{}, fmt.Errorf("node %d: split_type %d is not supported", i, jt.SplitType[i])
 			}
 		}
+		if nd.threshold != nd.threshold && (t.cats == nil || t.cats.of[i] != -1) {
+			// XGBoost writes NaN for a categorical split's condition only.
+			return tree{}, fmt.Errorf("node %d: numerical split on NaN", i)
+		}
 		t.nodes[i] = nd
 	}
 	if err := t.readCategories(&jt); err != nil {
@@ -432,7 +436,9 @@ func (t *tree) readCategories(jt *jsonTree) error {
 	if len(jt.CategoriesSegments) != k || len(jt.CategoriesSizes) != k {
 		return errors.New("categories_nodes, categories_segments and categories_sizes differ in length")
 	}
-	prev := int64(-1)
+	// XGBoost writes the nodes' category sets back to back, so the sets
+	// together hold at most the categories the file lists.
+	prev, next := int64(-1), int64(0)
 	for j, nid := range jt.CategoriesNodes {
 		if nid <= prev || nid >= int64(len(t.nodes)) {
 			return fmt.Errorf("categories_nodes[%d] = %d is out of order or range", j, nid)
@@ -445,6 +451,10 @@ func (t *tree) readCategories(jt *jsonTree) error {
 		if beg < 0 || size < 0 || beg > int64(len(jt.Categories)) || size > int64(len(jt.Categories))-beg {
 			return fmt.Errorf("node %d: categories segment [%d, %d+%d) outside the %d categories", nid, beg, beg, size, len(jt.Categories))
 		}
+		if beg != next {
+			return fmt.Errorf("node %d: categories segment [%d, %d+%d) does not follow the previous node's, which ends at %d", nid, beg, beg, size, next)
+		}
+		next = beg + size
 		set := make([]int32, size)
 		for i, c := range jt.Categories[beg : beg+size] {
 			if c < 0 || c >= maxCategory {
