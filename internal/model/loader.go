@@ -312,6 +312,18 @@ type Runtime struct {
 	Load LoadFunc
 }
 
+// SafeLoad calls r.Load and turns a panic inside it into an error wrapping
+// ErrInvalidModel, so that no model file can take the server down, even
+// through a fault in a runtime's parser.
+func (r Runtime) SafeLoad(data []byte, meta Metadata) (m Model, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			m, err = nil, fmt.Errorf("%w: %s runtime panicked reading the file: %v", ErrInvalidModel, r.Type, v)
+		}
+	}()
+	return r.Load(data, meta)
+}
+
 // Loaded is one model version LoadDir loaded, or failed to load.
 type Loaded struct {
 	Model Model
@@ -357,7 +369,7 @@ func LoadDir(fsys fs.FS, name string, runtimes []Runtime) ([]Loaded, Config, err
 				l.Err = fmt.Errorf("read %s/%s/%s: %w", name, version, rt.File, err)
 			} else {
 				meta := cfg.Metadata(name, version, rt.Type)
-				l.Model, l.Err = rt.Load(data, meta)
+				l.Model, l.Err = rt.SafeLoad(data, meta)
 				if l.Err != nil {
 					l.Err = fmt.Errorf("load %s/%s/%s: %w", name, version, rt.File, l.Err)
 				}

@@ -223,3 +223,18 @@ func BenchmarkParseConfigLargest(b *testing.B) {
 		})
 	}
 }
+
+func TestSafeLoadTurnsAPanicIntoAnError(t *testing.T) {
+	rt := model.Runtime{Type: "faulty", File: "model.bin", Load: func([]byte, model.Metadata) (model.Model, error) {
+		var nodes []int
+		return nil, fmt.Errorf("node %d", nodes[3])
+	}}
+	fsys := fstest.MapFS{"m/1/model.bin": {Data: []byte("x")}}
+	loaded, _, err := model.LoadDir(fsys, "m", []model.Runtime{rt})
+	if err != nil || len(loaded) != 1 {
+		t.Fatalf("LoadDir: %v, %v", loaded, err)
+	}
+	if got := loaded[0].Err; !errors.Is(got, model.ErrInvalidModel) || !strings.Contains(got.Error(), "faulty runtime panicked reading the file: runtime error: index out of range [3] with length 0") {
+		t.Errorf("err = %v", got)
+	}
+}

@@ -453,7 +453,7 @@ func (r *Repository) syncVersion(f found) {
 		}
 	}
 	start := time.Now()
-	m, err := f.runtime.Load(data, f.cfg.Metadata(f.name, f.version, f.runtime.Type))
+	m, err := f.runtime.SafeLoad(data, f.cfg.Metadata(f.name, f.version, f.runtime.Type))
 	if err == nil && f.cfg.DynamicBatching != nil {
 		m = r.batch(m, *f.cfg.DynamicBatching)
 	}
