@@ -111,11 +111,16 @@ func parseSpoolName(name string) (spoolFile, bool) {
 	return spoolFile{seq: seq, n: n}, true
 }
 
-// Put writes a batch to the spool, durably. It returns ErrSpoolFull,
-// writing nothing, when the batch would take the spool past its bound.
+// Put writes a batch to the spool, durably. It returns ErrSpoolFull when the
+// batch would take the spool past its bound: at once, writing nothing, when
+// the spool is already full, and otherwise after encoding the batch to know
+// its size, whose file it then removes.
 func (s *Spool) Put(recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.bytes >= s.maxBytes {
+		return ErrSpoolFull
+	}
 	f := spoolFile{seq: s.next, n: len(recs)}
 	tmp := filepath.Join(s.dir, fmt.Sprintf(".tmp-%d", f.seq))
 	size, err := writeBatchFile(tmp, recs)
