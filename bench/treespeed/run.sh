@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compares the XGBoost evaluator (internal/model/xgboost) with XGBoost's own C++ predictor on one thread, on the same
 # 200,000 rows: the embedded model's held-out rows repeated. Rounds alternate between the two so that both see the
-# same machine; each round times CALLS calls of each after one warm-up call (XGBoost: xgboost_native.py, Debian's
-# python3-xgboost; modelwatch: BenchmarkHeldout, one Model.Predict of the whole batch on one goroutine per call),
+# same machine; each round times CALLS calls of each, alternating, each after one warm-up call (XGBoost:
+# xgboost_native.py, Debian's python3-xgboost; modelwatch: BenchmarkHeldout, one Model.Predict of the whole batch on
+# one goroutine per call),
 # and the one-row benchmarks once (BenchmarkPredict/rows=1 repeats one row, BenchmarkPredictRow takes the held-out
 # rows in turn, as /predict sees them). Prints a Markdown table (per row: the fastest and the median call,
 # elapsed and in CPU time of the process, which a loaded machine inflates less; the ratios of the medians) and checks
@@ -27,21 +28,30 @@ metric() { awk -v unit="$1" '/^Benchmark/ {for (i = 2; i <= NF; i++) if ($i == u
 echo "| round | XGBoost ns/row | modelwatch ns/row | XGBoost CPU ns/row | modelwatch CPU ns/row | modelwatch / XGBoost (CPU, wall) | one-row Predict ns (same row, rows in turn) |"
 echo "|---|---|---|---|---|---|---|"
 for r in $(seq "$rounds"); do
-	xout=$("$python" bench/treespeed/xgboost_native.py models/fraud_model/v1/model.json \
-		models/fraud_model/testdata/heldout.csv "$rows" "$calls")
-	read -r xmin xmed xcmin xcmed < <(sed -E 's/.*calls: min ([0-9.]+) ns\/row, median ([0-9.]+) ns\/row; cpu min ([0-9.]+) ns\/row, cpu median ([0-9.]+) ns\/row.*/\1 \2 \3 \4/' <<<"$xout")
-	xsum=$(sed -E 's/.*sum of predictions ([0-9.]+).*/\1/' <<<"$xout")
+	# The calls alternate too: one XGBoost call (after its warm-up), then one modelwatch call (after its own), CALLS
+	# times, so that a change in the machine's load between calls touches both alike.
+	xall= gall=
+	for c in $(seq "$calls"); do
+		xall+=$("$python" bench/treespeed/xgboost_native.py models/fraud_model/v1/model.json \
+			models/fraud_model/testdata/heldout.csv "$rows" 1)$'\n'
+		gall+=$(cd internal/model/xgboost && "$tmp/xgboost.test" -test.run '^$' -test.bench '^BenchmarkHeldout$' \
+			-test.benchtime 1x)$'\n'
+	done
+	xtimes=$(sed -nE 's/.*calls: min ([0-9.]+) ns\/row.*/\1/p' <<<"$xall")
+	xcpu=$(sed -nE 's/.*cpu min ([0-9.]+) ns\/row.*/\1/p' <<<"$xall")
+	xsum=$(sed -nE 's/.*sum of predictions ([0-9.]+).*/\1/p' <<<"$xall" | tail -1)
+	xmin=$(minimum <<<"$xtimes")
+	xmed=$(median <<<"$xtimes")
+	xcmin=$(minimum <<<"$xcpu")
+	xcmed=$(median <<<"$xcpu")
 
-	# Each of the -test.count runs makes a warm-up call and a timed one.
-	gout=$(cd internal/model/xgboost && "$tmp/xgboost.test" -test.run '^$' -test.bench '^BenchmarkHeldout$' \
-		-test.benchtime 1x -test.count "$calls")
-	gtimes=$(metric ns/row <<<"$gout")
-	gcpu=$(metric cpu-ns/row <<<"$gout")
+	gtimes=$(metric ns/row <<<"$gall")
+	gcpu=$(metric cpu-ns/row <<<"$gall")
 	gmin=$(minimum <<<"$gtimes")
 	gmed=$(median <<<"$gtimes")
 	gcmin=$(minimum <<<"$gcpu")
 	gcmed=$(median <<<"$gcpu")
-	gsum=$(sed -nE 's/.*sum of predictions ([0-9.]+).*/\1/p' <<<"$gout" | tail -1)
+	gsum=$(sed -nE 's/.*sum of predictions ([0-9.]+).*/\1/p' <<<"$gall" | tail -1)
 
 	one=$(cd internal/model/xgboost && for bench in '^BenchmarkPredict/rows=1$' '^BenchmarkPredictRow$'; do
 		"$tmp/xgboost.test" -test.run '^$' -test.bench "$bench" -test.benchtime 200000x
