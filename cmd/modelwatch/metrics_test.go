@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -63,7 +62,8 @@ func TestMetricsHandlerSharesGatheringAndRefusesPastBound(t *testing.T) {
 		answers <- answer{resp.StatusCode, string(b)}
 	}
 	// The first scrape starts the gathering and blocks in it; the next
-	// bound-1 join it, and every one past the bound is refused at once.
+	// bound-1 join it, and every one past the bound is refused a tenth of a
+	// second later (metrics.MinScrapeInterval).
 	wg.Add(1)
 	go get()
 	<-slow.started
@@ -76,13 +76,12 @@ func TestMetricsHandlerSharesGatheringAndRefusesPastBound(t *testing.T) {
 		go get()
 	}
 	for range scrapes - bound {
-		if a := <-answers; a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, "Limit of concurrent requests reached (4)") {
+		if a := <-answers; a.code != http.StatusServiceUnavailable || !strings.Contains(a.body, "Too many scrapes at once") {
 			t.Fatalf("scrape past the bound: %d %q, want 503", a.code, a.body)
 		}
 	}
-	// The scrapes that hold the bound's places call Gather once they have
-	// their place; give late ones time to join before the gathering ends.
-	time.Sleep(300 * time.Millisecond)
+	// The scrapes within the bound wait for the one gathering; those past
+	// it have been refused, so no scrape is left to start another.
 	close(slow.release)
 	wg.Wait()
 	close(answers)
@@ -91,10 +90,8 @@ func TestMetricsHandlerSharesGatheringAndRefusesPastBound(t *testing.T) {
 			t.Errorf("scrape within the bound: %d %q", a.code, a.body)
 		}
 	}
-	// Without sharing, each of the bound's scrapes gathers. A scrape the
-	// scheduler held back past the sleep may start a second gathering.
-	if n := slow.collects.Load(); n >= bound {
-		t.Errorf("%d scrapes at once gathered %d times, want them to share", bound, n)
+	if n := slow.collects.Load(); n != 1 {
+		t.Errorf("%d scrapes at once gathered %d times, want them to share one", bound, n)
 	}
 	want := `# HELP promhttp_metric_handler_requests_total Total number of scrapes by HTTP status code.
 # TYPE promhttp_metric_handler_requests_total counter

@@ -321,20 +321,19 @@ func runtimes() []model.Runtime {
 	return append(slices.Clone(xgboost.Runtimes), lightgbm.Runtime, onnx.Runtime)
 }
 
-// newMetricsHandler serves the registry's metrics. Scrapes that arrive while
-// one is gathering share its result, and past maxScrapes at once they are
-// refused with 503, so that a storm of scrapes cannot take the CPU that
-// inference needs; promhttp_metric_handler_requests_total counts every answer
-// by status code.
+// newMetricsHandler serves the registry's metrics. Scrapes that arrive
+// together share one gathering, gatherings are paced (metrics.Scrapes), and
+// past maxScrapes at once scrapes are refused with 503, so that a storm of
+// scrapes cannot take the CPU that inference needs;
+// promhttp_metric_handler_requests_total counts every answer by status code.
 func newMetricsHandler(reg *prometheus.Registry, maxScrapes int, logger *slog.Logger) http.Handler {
-	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		EnableOpenMetrics:   true,
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		Registry:            reg,
-		Timeout:             10 * time.Second,
-		CoalesceGather:      true,
-		MaxRequestsInFlight: maxScrapes,
-	}))
+	return promhttp.InstrumentMetricHandler(reg, metrics.NewScrapes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Registry:          reg,
+		Timeout:           10 * time.Second,
+		CoalesceGather:    true,
+	}), maxScrapes, metrics.MinScrapeInterval))
 }
 
 type listener struct {
