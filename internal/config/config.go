@@ -205,7 +205,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.IntVar(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows, "most rows in one inference request; more get 413")
 	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve Go's profiler under /debug/pprof/ (for diagnosing; off by default)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "most inference requests in progress at once; more get 503 with Retry-After")
-	fs.IntVar(&c.MaxScrapes, "max-concurrent-scrapes", c.MaxScrapes, "most /metrics requests, and apart from them most /status.json requests, served at once (concurrent ones share one gathering); more get 503 at once")
+	fs.IntVar(&c.MaxScrapes, "max-concurrent-scrapes", c.MaxScrapes, "most /metrics requests, and apart from them most /status.json requests, waiting or served at once (scrapes of /metrics share one answer per format, gathered at most every 100ms); more get 503")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "longest time one inference may take; longer ones get 504")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time to read a request, body included")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from the end of reading a request to the end of its answer")
