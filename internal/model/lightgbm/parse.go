@@ -170,17 +170,7 @@ func parse(data []byte, meta model.Metadata) (*Model, error) {
 }
 
 // count reads a whole-number header value in [lo, hi].
-func (h header) count(key string, lo, hi int) (int, error) {
-	v, ok := h[key]
-	if !ok {
-		return 0, fmt.Errorf("no %s line", key)
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("%s=%s is not a whole number from %d to %d", key, v, lo, hi)
-	}
-	return n, nil
-}
+func (h header) count(key string, lo, hi int) (int, error) { return intValue(h, key, lo, hi) }
 
 func fillNames(meta *model.Metadata, fileFeatures []string, obj objective, outputs int) error {
 	switch {
@@ -512,6 +502,7 @@ func linearLeaves(kv map[string]string, leaves, numFeatures int) ([]leafModel, e
 	return out, nil
 }
 
+// intValue reads the whole number of a required line in [lo, hi].
 func intValue(kv map[string]string, key string, lo, hi int) (int, error) {
 	v, ok := kv[key]
 	if !ok {
