@@ -3,6 +3,7 @@ package drift
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,8 +30,14 @@ type Options struct {
 }
 
 // Monitor tracks every model version that has a profile. It is a
-// prometheus.Collector exporting model_feature_drift_psi,
-// model_prediction_drift_psi and model_drift_window_rows.
+// prometheus.Collector exporting, per tracked version, the in-process drift
+// of its window (model_feature_drift_psi, model_prediction_drift_psi and
+// model_drift_window_rows, for the status page), and what a fleet's drift is
+// computed from in Prometheus: cumulative counts of live rows per profile bin
+// (model_feature_bin_total, model_prediction_bin_total) and the profile's
+// reference proportions of the same bins (model_feature_bin_reference_ratio,
+// model_prediction_bin_reference_ratio). Counters summed over replicas
+// before dividing give the fleet's proportions; see docs/METRICS.md.
 type Monitor struct {
 	opts     Options
 	slotDur  time.Duration
@@ -40,12 +47,22 @@ type Monitor struct {
 
 type key struct{ name, version string }
 
-// tracker counts one model version's live rows in a ring of sub-windows.
+// tracker counts one model version's live rows in a ring of sub-windows,
+// and cumulatively per bin since the version was added.
 type tracker struct {
 	profile *Profile
 	classes bool
-	mu      sync.Mutex
-	slots   []slot
+	created time.Time
+	// featureBins[j][b] and predBins[b] are the bin label values.
+	featureBins [][]string
+	predBins    []string
+	mu          sync.Mutex
+	slots       []slot
+	// featureTotal[j][b] counts the rows whose feature j fell in bin b, for
+	// the exported features (the first MaxFeatures); predTotal[b] the
+	// predictions in bin (or class) b. Both only grow.
+	featureTotal [][]uint64
+	predTotal    []uint64
 }
 
 type slot struct {
@@ -65,7 +82,33 @@ var (
 	descRows = prometheus.NewDesc("model_drift_window_rows",
 		"Rows in the drift window; PSI is exported once there are enough of them.",
 		[]string{"model_name", "model_version"}, nil)
+	descFeatureBin = prometheus.NewDesc("model_feature_bin_total",
+		"Live rows counted per profile bin of a feature since the version was loaded; bin is the bin's index (bin i holds edges[i-1] <= x < edges[i]) or \"missing\".",
+		[]string{"model_name", "model_version", "feature", "bin"}, nil)
+	descPredictionBin = prometheus.NewDesc("model_prediction_bin_total",
+		"Live predictions counted per class (classifiers) or per profile value bin (regressors) since the version was loaded.",
+		[]string{"model_name", "model_version", "bin"}, nil)
+	descFeatureRef = prometheus.NewDesc("model_feature_bin_reference_ratio",
+		"Share of the training rows in each profile bin of a feature: the reference model_feature_bin_total is compared with.",
+		[]string{"model_name", "model_version", "feature", "bin"}, nil)
+	descPredictionRef = prometheus.NewDesc("model_prediction_bin_reference_ratio",
+		"Share of the model's predictions on its training data in each class or value bin: the reference model_prediction_bin_total is compared with.",
+		[]string{"model_name", "model_version", "bin"}, nil)
 )
+
+// MissingBin is the bin label value of a feature's missing values (NaN),
+// its last bin.
+const MissingBin = "missing"
+
+// FeatureBinLabel returns the bin label value of bin b of a feature with
+// bins bins (Feature.Bins): the index as a decimal, or MissingBin for the
+// last bin.
+func FeatureBinLabel(b, bins int) string {
+	if b == bins-1 {
+		return MissingBin
+	}
+	return strconv.Itoa(b)
+}
 
 var _ prometheus.Collector = (*Monitor)(nil)
 
@@ -107,9 +150,29 @@ func (m *Monitor) Add(meta model.Metadata, p *Profile) error {
 	if meta.IsClassifier() != (len(p.Prediction.Classes) > 0) || (meta.IsClassifier() && !slices.Equal(meta.Classes, p.Prediction.Classes)) {
 		return fmt.Errorf("profile classes %v, model classes %v", p.Prediction.Classes, meta.Classes)
 	}
-	t := &tracker{profile: p, classes: meta.IsClassifier(), slots: make([]slot, m.opts.Slots)}
+	t := &tracker{profile: p, classes: meta.IsClassifier(), created: m.opts.Now(), slots: make([]slot, m.opts.Slots)}
 	for i := range t.slots {
 		t.slots[i].epoch = -1
+	}
+	exported := min(len(p.Features), m.opts.MaxFeatures)
+	t.featureTotal = make([][]uint64, exported)
+	t.featureBins = make([][]string, exported)
+	for j := range exported {
+		n := p.Features[j].Bins()
+		t.featureTotal[j] = make([]uint64, n)
+		t.featureBins[j] = make([]string, n)
+		for b := range n {
+			t.featureBins[j][b] = FeatureBinLabel(b, n)
+		}
+	}
+	t.predTotal = make([]uint64, len(p.Prediction.Proportions))
+	if t.classes {
+		t.predBins = slices.Clone(p.Prediction.Classes)
+	} else {
+		t.predBins = make([]string, len(p.Prediction.Proportions))
+		for b := range t.predBins {
+			t.predBins[b] = strconv.Itoa(b)
+		}
 	}
 	m.mu.Lock()
 	m.trackers[key{meta.Name, meta.Version}] = t
@@ -134,7 +197,8 @@ func (m *Monitor) Tracks(name, version string) bool {
 
 // Observe counts a batch the model answered: its rows, and for each row the
 // predicted class (classifiers) or the first output value (regressors), as
-// result holds them. It does nothing for an untracked version.
+// result holds them, both in the window and in the cumulative bin counters.
+// It does nothing for an untracked version.
 func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, result model.Result) {
 	m.mu.RLock()
 	t := m.trackers[key{name, version}]
@@ -152,6 +216,15 @@ func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, r
 	for j := range t.profile.Features {
 		f := &t.profile.Features[j]
 		counts := s.features[j]
+		if j < len(t.featureTotal) {
+			total := t.featureTotal[j]
+			for i := 0; i < in.Rows; i++ {
+				b := f.Bin(in.Values[i*in.Cols+j])
+				counts[b]++
+				total[b]++
+			}
+			continue
+		}
 		for i := 0; i < in.Rows; i++ {
 			counts[f.Bin(in.Values[i*in.Cols+j])]++
 		}
@@ -160,11 +233,14 @@ func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, r
 		for _, c := range classes {
 			if c >= 0 && c < len(s.pred) {
 				s.pred[c]++
+				t.predTotal[c]++
 			}
 		}
 	} else if result.Cols > 0 {
 		for i := 0; i < result.Rows; i++ {
-			s.pred[t.profile.Prediction.Bin(result.Values[i*result.Cols])]++
+			b := t.profile.Prediction.Bin(result.Values[i*result.Cols])
+			s.pred[b]++
+			t.predTotal[b]++
 		}
 	}
 	s.rows += float64(in.Rows)
@@ -191,10 +267,17 @@ func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descFeature
 	ch <- descPrediction
 	ch <- descRows
+	ch <- descFeatureBin
+	ch <- descPredictionBin
+	ch <- descFeatureRef
+	ch <- descPredictionRef
 }
 
 // Collect implements prometheus.Collector: it sums the sub-windows still in
-// the window and computes PSI for versions with enough rows.
+// the window and computes PSI for versions with enough rows, and exports
+// every bin's cumulative count and reference proportion of every tracked
+// version (at 0 before its first row, so that all of a version's bin series
+// start together).
 func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	now := m.opts.Now().UnixNano() / int64(m.slotDur)
 	oldest := now - int64(m.opts.Slots) + 1
@@ -208,6 +291,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	m.mu.RUnlock()
 	for i, t := range ts {
 		k := keys[i]
+		t.collectBins(ch, k)
 		features, pred, rows := t.sum(oldest, now)
 		ch <- prometheus.MustNewConstMetric(descRows, prometheus.GaugeValue, rows, k.name, k.version)
 		if rows < float64(m.opts.MinSamples) {
@@ -248,4 +332,29 @@ func (t *tracker) sum(oldest, now int64) ([][]float64, []float64, float64) {
 		rows += s.rows
 	}
 	return features, pred, rows
+}
+
+// collectBins exports the cumulative bin counters and the reference
+// proportions of one tracked version.
+func (t *tracker) collectBins(ch chan<- prometheus.Metric, k key) {
+	features := make([][]uint64, len(t.featureTotal))
+	t.mu.Lock()
+	for j, c := range t.featureTotal {
+		features[j] = slices.Clone(c)
+	}
+	pred := slices.Clone(t.predTotal)
+	t.mu.Unlock()
+	for j, counts := range features {
+		f := &t.profile.Features[j]
+		for b, n := range counts {
+			bin := t.featureBins[j][b]
+			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(descFeatureBin, prometheus.CounterValue, float64(n), t.created, k.name, k.version, f.Name, bin)
+			ch <- prometheus.MustNewConstMetric(descFeatureRef, prometheus.GaugeValue, f.Proportions[b], k.name, k.version, f.Name, bin)
+		}
+	}
+	for b, n := range pred {
+		bin := t.predBins[b]
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(descPredictionBin, prometheus.CounterValue, float64(n), t.created, k.name, k.version, bin)
+		ch <- prometheus.MustNewConstMetric(descPredictionRef, prometheus.GaugeValue, t.profile.Prediction.Proportions[b], k.name, k.version, bin)
+	}
 }
