@@ -86,6 +86,11 @@ type Log struct {
 	head   int
 	n      int
 	closed bool
+	// appended counts the records ever queued, finished those whose write
+	// is over (written, spooled or dropped); progress is closed and
+	// replaced whenever finished grows, for Sync.
+	appended, finished uint64
+	progress           chan struct{}
 
 	wake    chan struct{} // a record arrived in an empty queue, or a batch filled
 	drain   chan struct{} // closed by Close: write what is queued and stop
@@ -135,16 +140,17 @@ func New(store Store, opts Options, reg prometheus.Registerer) (*Log, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Log{
-		store:   store,
-		opts:    opts,
-		log:     opts.Logger.With("component", "predlog"),
-		all:     opts.Sample == 1,
-		buf:     make([]Record, opts.QueueSize),
-		wake:    make(chan struct{}, 1),
-		drain:   make(chan struct{}),
-		stopped: make(chan struct{}),
-		ctx:     ctx,
-		abort:   cancel,
+		store:    store,
+		opts:     opts,
+		log:      opts.Logger.With("component", "predlog"),
+		all:      opts.Sample == 1,
+		buf:      make([]Record, opts.QueueSize),
+		wake:     make(chan struct{}, 1),
+		drain:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+		progress: make(chan struct{}),
+		ctx:      ctx,
+		abort:    cancel,
 	}
 	l.threshold = sampleThreshold(opts.Sample)
 	l.m = newMetrics(reg, l)
@@ -174,6 +180,17 @@ func sampleThreshold(share float64) uint64 {
 // Log's sample share.
 func (l *Log) Sampled(requestID string) bool {
 	return l.all || hashID(requestID) < l.threshold
+}
+
+// Admit reports whether a request of rows rows with this id is logged, and
+// counts its rows as sampled out when it is not: a caller that builds
+// records only for admitted requests spends nothing on the others.
+func (l *Log) Admit(requestID string, rows int) bool {
+	if l.Sampled(requestID) {
+		return true
+	}
+	l.m.sampledOut.Add(float64(rows))
+	return false
 }
 
 // hashID is FNV-1a over the id, then SplitMix64's finaliser so that ids
@@ -228,6 +245,7 @@ func (l *Log) Append(recs []Record) {
 		at++
 	}
 	l.n += len(recs)
+	l.appended += uint64(len(recs))
 	now := l.n
 	l.mu.Unlock()
 	if was == 0 || (was < l.opts.BatchSize && now >= l.opts.BatchSize) {
@@ -377,10 +395,50 @@ func (l *Log) flush(batch []Record) []Record {
 			break
 		}
 		l.write(batch)
+		l.finish(len(batch))
 		clear(batch)
 	}
 	return batch[:0]
 }
+
+// finish records that the write of n taken records is over.
+func (l *Log) finish(n int) {
+	l.mu.Lock()
+	l.finished += uint64(n)
+	close(l.progress)
+	l.progress = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// Sync waits until every record appended before it was called has been
+// written to the store (or spooled, or dropped and counted), or until ctx
+// is done. A label that arrives at the replica that made its prediction
+// before the prediction's batch was written is joined after a Sync.
+func (l *Log) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.appended
+	for l.finished < target {
+		ch := l.progress
+		l.mu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-l.stopped:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.mu.Lock()
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Store returns the store the Log writes to, for reading and labelling.
+func (l *Log) Store() Store { return l.store }
 
 // write gets one batch to the store, or to the spool, or counts it dropped.
 func (l *Log) write(batch []Record) {
