@@ -122,9 +122,9 @@ func TestPredictionLogJoin(t *testing.T) {
 	}
 	sb, sa := b.snapshot(), a.snapshot()
 	for k, v := range map[string]float64{
-		`model_feedback_total{model_name="fraud_model",model_version="v1",result="correct"}`:                                        2,
-		`model_feedback_total{model_name="fraud_model",model_version="v1",result="incorrect"}`:                                      1,
-		`model_feedback_total{model_name="",model_version="",result="unknown_request"}`:                                             2,
+		`model_feedback_total{model_name="fraud_model",model_version="v1",result="correct"}`:                                2,
+		`model_feedback_total{model_name="fraud_model",model_version="v1",result="incorrect"}`:                              1,
+		`model_feedback_total{model_name="",model_version="",result="unknown_request"}`:                                     2,
 		`model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="fraud",true_class="fraud"}`: 1,
 		`model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="fraud",true_class="safe"}`:  1,
 		`model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="safe",true_class="safe"}`:   1,
@@ -168,7 +168,9 @@ func TestPredictionLogSampleAndStoreDown(t *testing.T) {
 	}
 
 	down := &predlogtest.Store{
-		LookupFunc: func(context.Context, string) ([]predlog.Prediction, error) { return nil, errors.New("connection refused") },
+		LookupFunc: func(context.Context, string) ([]predlog.Prediction, error) {
+			return nil, errors.New("connection refused")
+		},
 	}
 	b, _ := newLoggedHarness(t, down, "b", nil)
 	rec := b.do("POST", "/feedback", "application/json", `{"request_id": "b-1", "label": "safe"}`)
