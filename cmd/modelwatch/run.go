@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -350,6 +351,7 @@ func openPredictionLog(ctx context.Context, cfg config.Config, reg prometheus.Re
 	opts := predlog.DefaultOptions()
 	opts.Sample = cfg.PredictionLogSample
 	opts.Spool = spool
+	opts.JournalDir = filepath.Join(cfg.DataDir, "journal")
 	opts.Logger = logger
 	l, err := predlog.New(store, opts, reg)
 	if err != nil {
