@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Servers started in process, or without a directory of their own,
+	// keep their prediction log here, never in the user's directory.
+	os.Setenv("MODELWATCH_DATA_DIR", filepath.Join(dir, "data"))
 	binary, err = testenv.BuildModelwatch("../..", dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,6 +92,9 @@ func start(t *testing.T, listeners int, args ...string) *process {
 	args = append([]string{"serve", "--listen-address", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "MODELWATCH_LOG_LEVEL=info")
+	// A directory of its own for the prediction log (a --data-dir flag
+	// wins).
+	cmd.Env = append(cmd.Env, "MODELWATCH_DATA_DIR="+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

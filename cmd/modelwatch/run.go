@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/model/lightgbm"
 	"github.com/modelwatch/modelwatch/internal/model/onnx"
 	"github.com/modelwatch/modelwatch/internal/model/xgboost"
+	"github.com/modelwatch/modelwatch/internal/predlog"
 	"github.com/modelwatch/modelwatch/internal/repository"
 	"github.com/modelwatch/modelwatch/internal/server"
 	"github.com/modelwatch/modelwatch/internal/version"
@@ -172,9 +174,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	reg.MustRegister(monitor)
 	var store *feedback.Store
 	if cfg.FeedbackMaxEntries > 0 {
-		store = feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal)
+		store = feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal, met.LabelledRows)
 		reg.MustRegister(store)
 	}
+	plog, closeLog, err := openPredictionLog(ctx, cfg, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
 	repoOpts := repository.Options{
 		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
 		Runtimes: runtimes(),
@@ -207,6 +214,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Gatherer:          reg,
 		Drift:             monitor,
 		Feedback:          store,
+		PredictionLog:     plog,
 		Tokens:            tokens,
 		InferenceAuth:     cfg.InferenceAuth,
 		AdminListener:     cfg.AdminListenAddress != "",
@@ -309,10 +317,57 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			firstErr = fmt.Errorf("shutdown: %w", err)
 		}
 	}
+	// The requests are answered: what they logged is written before exit,
+	// within what is left of the shutdown timeout.
+	if plog != nil {
+		if err := plog.Close(shutdownCtx); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("prediction log: %w", err)
+		}
+	}
 	if firstErr == nil {
 		logger.Info("shut down cleanly")
 	}
 	return firstErr
+}
+
+// openPredictionLog opens the prediction log's store and starts the log
+// writing to it; nil with the log off. The returned function closes the
+// log (if the shutdown has not) and then the store.
+func openPredictionLog(ctx context.Context, cfg config.Config, reg prometheus.Registerer, logger *slog.Logger) (*predlog.Log, func(), error) {
+	sc := cfg.PredictionLogStore()
+	if sc.Off() {
+		logger.Info("prediction log off: labels join predictions kept in memory on this replica only")
+		return nil, func() {}, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, nil, &usageError{fmt.Errorf("data-dir: %w", err)}
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, spool, err := predlog.OpenStore(openCtx, sc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prediction-log: %w", err)
+	}
+	opts := predlog.DefaultOptions()
+	opts.Sample = cfg.PredictionLogSample
+	opts.Spool = spool
+	opts.JournalDir = filepath.Join(cfg.DataDir, "journal")
+	opts.Logger = logger
+	l, err := predlog.New(store, opts, reg)
+	if err != nil {
+		store.Close()
+		return nil, nil, &usageError{fmt.Errorf("prediction-log: %w", err)}
+	}
+	logger.Info("prediction log on", "store", sc.Describe(), "sample", cfg.PredictionLogSample,
+		"retention", cfg.PredictionLogRetention, "data_dir", cfg.DataDir)
+	return l, func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		l.Close(closeCtx)
+		if err := store.Close(); err != nil {
+			logger.Warn("closing the prediction log's store", "err", err)
+		}
+	}, nil
 }
 
 // runtimes lists the model file formats a version directory may hold, in the

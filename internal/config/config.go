@@ -11,11 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modelwatch/modelwatch/internal/predlog"
 )
 
 // EnvPrefix starts the environment variable of every flag: --max-body-bytes
@@ -24,73 +27,101 @@ const EnvPrefix = "MODELWATCH_"
 
 // Config is the configuration of the serve command.
 type Config struct {
-	ListenAddress        string
-	MetricsListenAddress string
-	AdminListenAddress   string
-	WebConfigFile        string
-	TokenFile            string
-	InferenceAuth        bool
-	TLSCertFile          string
-	TLSKeyFile           string
-	MaxConnections       int
-	DefaultModel         string
-	MaxBodyBytes         int64
-	MaxBodyMemory        int64
-	MaxBatchRows         int
-	MaxInFlight          int
-	MaxScrapes           int
-	EnablePprof          bool
-	RequestTimeout       time.Duration
-	ReadTimeout          time.Duration
-	WriteTimeout         time.Duration
-	IdleTimeout          time.Duration
-	ShutdownTimeout      time.Duration
-	ShutdownDelay        time.Duration
-	LogLevel             string
-	LogFormat            string
-	GPUMetrics           string
-	GPUScrapeTimeout     time.Duration
-	ModelRepository      string
-	PollInterval         time.Duration
-	EmbeddedModel        bool
-	ONNXRuntimeLibrary   string
-	DriftWindow          time.Duration
-	DriftMinSamples      int
-	DriftMaxFeatures     int
-	FeedbackTTL          time.Duration
-	FeedbackMaxEntries   int
-	AccuracyWindow       time.Duration
+	ListenAddress              string
+	MetricsListenAddress       string
+	AdminListenAddress         string
+	WebConfigFile              string
+	TokenFile                  string
+	InferenceAuth              bool
+	TLSCertFile                string
+	TLSKeyFile                 string
+	MaxConnections             int
+	DefaultModel               string
+	MaxBodyBytes               int64
+	MaxBodyMemory              int64
+	MaxBatchRows               int
+	MaxInFlight                int
+	MaxScrapes                 int
+	EnablePprof                bool
+	RequestTimeout             time.Duration
+	ReadTimeout                time.Duration
+	WriteTimeout               time.Duration
+	IdleTimeout                time.Duration
+	ShutdownTimeout            time.Duration
+	ShutdownDelay              time.Duration
+	LogLevel                   string
+	LogFormat                  string
+	GPUMetrics                 string
+	GPUScrapeTimeout           time.Duration
+	ModelRepository            string
+	PollInterval               time.Duration
+	EmbeddedModel              bool
+	ONNXRuntimeLibrary         string
+	DriftWindow                time.Duration
+	DriftMinSamples            int
+	DriftMaxFeatures           int
+	FeedbackTTL                time.Duration
+	FeedbackMaxEntries         int
+	AccuracyWindow             time.Duration
+	DataDir                    string
+	PredictionLog              string
+	PredictionLogSample        float64
+	PredictionLogRetention     time.Duration
+	PredictionLogMaxBytes      int64
+	PredictionLogSpoolMaxBytes int64
 }
 
 // Default returns the configuration used where nothing else is said.
 func Default() Config {
 	return Config{
-		ListenAddress:      ":8000",
-		DefaultModel:       "fraud_model",
-		MaxBodyBytes:       8 << 20,
-		MaxBodyMemory:      256 << 20,
-		MaxBatchRows:       1024,
-		MaxInFlight:        1024,
-		MaxScrapes:         8,
-		MaxConnections:     4096,
-		RequestTimeout:     10 * time.Second,
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       60 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		ShutdownTimeout:    25 * time.Second,
-		LogLevel:           "info",
-		LogFormat:          "text",
-		GPUMetrics:         "auto",
-		GPUScrapeTimeout:   2 * time.Second,
-		PollInterval:       5 * time.Second,
-		EmbeddedModel:      true,
-		DriftWindow:        5 * time.Minute,
-		DriftMinSamples:    100,
-		DriftMaxFeatures:   50,
-		FeedbackTTL:        time.Hour,
-		FeedbackMaxEntries: 20_000,
-		AccuracyWindow:     time.Hour,
+		ListenAddress:              ":8000",
+		DefaultModel:               "fraud_model",
+		MaxBodyBytes:               8 << 20,
+		MaxBodyMemory:              256 << 20,
+		MaxBatchRows:               1024,
+		MaxInFlight:                1024,
+		MaxScrapes:                 8,
+		MaxConnections:             4096,
+		RequestTimeout:             10 * time.Second,
+		ReadTimeout:                30 * time.Second,
+		WriteTimeout:               60 * time.Second,
+		IdleTimeout:                120 * time.Second,
+		ShutdownTimeout:            25 * time.Second,
+		LogLevel:                   "info",
+		LogFormat:                  "text",
+		GPUMetrics:                 "auto",
+		GPUScrapeTimeout:           2 * time.Second,
+		PollInterval:               5 * time.Second,
+		EmbeddedModel:              true,
+		DriftWindow:                5 * time.Minute,
+		DriftMinSamples:            100,
+		DriftMaxFeatures:           50,
+		FeedbackTTL:                time.Hour,
+		FeedbackMaxEntries:         20_000,
+		AccuracyWindow:             time.Hour,
+		DataDir:                    DefaultDataDir(os.Getenv),
+		PredictionLog:              "embedded",
+		PredictionLogSample:        1,
+		PredictionLogRetention:     30 * 24 * time.Hour,
+		PredictionLogMaxBytes:      4 << 30,
+		PredictionLogSpoolMaxBytes: 1 << 30,
 	}
+}
+
+// DefaultDataDir is where the server keeps its state (the embedded
+// prediction log, the PostgreSQL log's spool) unless told otherwise:
+// $XDG_STATE_HOME/modelwatch, else ~/.local/state/modelwatch (the XDG base
+// directory specification's place for state that survives restarts), else,
+// with no home directory, /var/lib/modelwatch. The container image sets
+// MODELWATCH_DATA_DIR=/var/lib/modelwatch.
+func DefaultDataDir(getenv func(string) string) string {
+	if d := getenv("XDG_STATE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "modelwatch")
+	}
+	if h := getenv("HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".local", "state", "modelwatch")
+	}
+	return "/var/lib/modelwatch"
 }
 
 // Validate reports the first setting that cannot work.
@@ -152,10 +183,29 @@ func (c Config) Validate() error {
 	if c.GPUScrapeTimeout <= 0 {
 		return errors.New("gpu-scrape-timeout must be positive")
 	}
+	if err := c.PredictionLogStore().Validate(); err != nil {
+		return fmt.Errorf("prediction-log: %w", err)
+	}
+	if !(c.PredictionLogSample >= 0 && c.PredictionLogSample <= 1) {
+		return fmt.Errorf("prediction-log-sample %v is outside 0..1", c.PredictionLogSample)
+	}
+	if c.PredictionLogRetention < time.Minute {
+		return fmt.Errorf("prediction-log-retention %s must be at least 1m", c.PredictionLogRetention)
+	}
+	if c.PredictionLogMaxBytes != 0 && c.PredictionLogMaxBytes < 1<<20 || c.PredictionLogSpoolMaxBytes < 1<<20 {
+		return errors.New("prediction-log-max-bytes (0 for no bound) and prediction-log-spool-max-bytes must be at least 1 MiB")
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("log-format %q is neither text nor json", c.LogFormat)
 	}
 	return nil
+}
+
+// PredictionLogStore returns what the configuration says about the
+// prediction log's store.
+func (c Config) PredictionLogStore() predlog.StoreConfig {
+	return predlog.StoreConfig{Store: c.PredictionLog, DataDir: c.DataDir, Retention: c.PredictionLogRetention,
+		MaxBytes: c.PredictionLogMaxBytes, SpoolMaxBytes: c.PredictionLogSpoolMaxBytes}
 }
 
 // SlogLevel returns LogLevel as a slog.Level.
@@ -199,6 +249,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.DurationVar(&c.FeedbackTTL, "feedback-ttl", c.FeedbackTTL, "how long a classifier's prediction waits for its label on POST /feedback")
 	fs.IntVar(&c.FeedbackMaxEntries, "feedback-max-entries", c.FeedbackMaxEntries, "most predictions waiting for labels (about 200 bytes each, and 2 bytes per row of a batch); 0 turns /feedback off")
 	fs.DurationVar(&c.AccuracyWindow, "accuracy-window", c.AccuracyWindow, "span of labels that model_accuracy_ratio covers")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the server's state: the embedded prediction log (predictions.db) and the PostgreSQL log's spool")
+	fs.StringVar(&c.PredictionLog, "prediction-log", c.PredictionLog, "where every prediction (input row, output, request id) is logged, for labels joined late on any replica and as a labelled data set: embedded (an SQLite file in --data-dir, for one machine), postgres://user:pass@host/db (one database shared by every replica), or off")
+	fs.Float64Var(&c.PredictionLogSample, "prediction-log-sample", c.PredictionLogSample, "share of requests whose predictions are logged, 0 to 1, chosen by request id (the same on every replica); labels for the others get 404")
+	fs.DurationVar(&c.PredictionLogRetention, "prediction-log-retention", c.PredictionLogRetention, "how long logged predictions and their labels are kept")
+	fs.Int64Var(&c.PredictionLogMaxBytes, "prediction-log-max-bytes", c.PredictionLogMaxBytes, "largest size of the embedded prediction log's file; past it the oldest predictions are deleted (0: no bound)")
+	fs.Int64Var(&c.PredictionLogSpoolMaxBytes, "prediction-log-spool-max-bytes", c.PredictionLogSpoolMaxBytes, "largest size of the on-disk spool that keeps predictions while PostgreSQL is down; past it they are dropped and counted")
 	fs.StringVar(&c.ONNXRuntimeLibrary, "onnxruntime-library", c.ONNXRuntimeLibrary, "path of ONNX Runtime's shared library (libonnxruntime.so), needed to serve ONNX models")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest request body accepted; larger ones get 413")
 	fs.Int64Var(&c.MaxBodyMemory, "max-body-memory", c.MaxBodyMemory, "most memory all request bodies being read or served may hold at once; past it, requests get 503 with Retry-After")

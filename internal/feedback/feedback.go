@@ -48,7 +48,9 @@ type Store struct {
 	opts    Options
 	slotDur time.Duration
 	total   *prometheus.CounterVec
-	seed    maphash.Seed
+	// confusion counts labelled rows by true and predicted class.
+	confusion *prometheus.CounterVec
+	seed      maphash.Seed
 
 	mu    sync.Mutex
 	index map[uint64]int32 // hash of a waiting prediction's request id -> its place in ring
@@ -114,6 +116,9 @@ const (
 	Correct        = "correct"
 	Incorrect      = "incorrect"
 	UnknownRequest = "unknown_request"
+	// Recorded is the answer to a regressor's label, kept in the
+	// prediction log and not scored (not a value of model_feedback_total).
+	Recorded = "recorded"
 )
 
 var descAccuracy = prometheus.NewDesc("model_accuracy_ratio",
@@ -123,8 +128,10 @@ var descAccuracy = prometheus.NewDesc("model_accuracy_ratio",
 var _ prometheus.Collector = (*Store)(nil)
 
 // New returns a Store counting into total, model_feedback_total with labels
-// model_name, model_version and result.
-func New(opts Options, total *prometheus.CounterVec) *Store {
+// model_name, model_version and result, and into confusion (when not nil),
+// model_labelled_rows_total with labels model_name, model_version,
+// true_class and predicted_class.
+func New(opts Options, total, confusion *prometheus.CounterVec) *Store {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 100_000
 	}
@@ -147,7 +154,7 @@ func New(opts Options, total *prometheus.CounterVec) *Store {
 		opts.Now = time.Now
 	}
 	opts.MaxRows = min(opts.MaxRows, math.MaxUint16)
-	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total, seed: maphash.MakeSeed(),
+	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total, confusion: confusion, seed: maphash.MakeSeed(),
 		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window{}, epoch: opts.Now()}
 }
 
@@ -388,7 +395,6 @@ func (s *Store) Apply(labels []Label) ([]Outcome, error) {
 		}
 	}
 	out := make([]Outcome, len(labels))
-	epoch := now.UnixNano() / int64(s.slotDur)
 	for i, l := range labels {
 		at, ok := s.find(l.RequestID)
 		if !ok {
@@ -397,38 +403,107 @@ func (s *Store) Apply(labels []Label) ([]Outcome, error) {
 			continue
 		}
 		m := s.models[s.ring[at].model]
-		o := Outcome{RequestID: l.RequestID, Model: m.name, Version: m.version}
-		for r, lab := range l.Labels {
-			if m.classes[s.class(at, r)] == lab {
-				o.Correct++
-			} else {
-				o.Incorrect++
-			}
+		predicted := make([]string, len(l.Labels))
+		for r := range predicted {
+			predicted[r] = m.classes[s.class(at, r)]
 		}
 		s.drop(at)
-		o.Result = Correct
-		if o.Incorrect > 0 {
-			o.Result = Incorrect
-		}
-		s.total.WithLabelValues(m.name, m.version, Correct).Add(float64(o.Correct))
-		s.total.WithLabelValues(m.name, m.version, Incorrect).Add(float64(o.Incorrect))
-		w := s.acc[m.key]
-		if w == nil {
-			w = &window{slots: make([]accSlot, s.opts.Slots)}
-			for j := range w.slots {
-				w.slots[j].epoch = -1
-			}
-			s.acc[m.key] = w
-		}
-		sl := &w.slots[epoch%int64(len(w.slots))]
-		if sl.epoch != epoch {
-			*sl = accSlot{epoch: epoch}
-		}
-		sl.correct += float64(o.Correct)
-		sl.incorrect += float64(o.Incorrect)
-		out[i] = o
+		out[i] = s.score(now, l.RequestID, m.key, m.classes, predicted, l.Labels)
 	}
 	return out, nil
+}
+
+// MaxConfusionClasses is the most classes a model may have for its labelled
+// rows to be counted by true and predicted class
+// (model_labelled_rows_total): k classes make k² series.
+const MaxConfusionClasses = 20
+
+// Score counts one request's labels against the classes predicted for its
+// rows, as Apply does for the predictions the Store keeps, and returns the
+// outcome: model_feedback_total, model_labelled_rows_total (for at most
+// MaxConfusionClasses classes) and the accuracy window. classes are the
+// model version's classes; labels must be among them and as many as
+// predicted. The caller scores a request once.
+func (s *Store) Score(requestID, name, version string, classes, predicted, labels []string) Outcome {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.score(now, requestID, key{name, version}, classes, predicted, labels)
+}
+
+func (s *Store) score(now time.Time, requestID string, k key, classes, predicted, labels []string) Outcome {
+	o := Outcome{RequestID: requestID, Model: k.name, Version: k.version}
+	for r, lab := range labels {
+		if predicted[r] == lab {
+			o.Correct++
+		} else {
+			o.Incorrect++
+		}
+		if s.confusion != nil && len(classes) <= MaxConfusionClasses {
+			s.confusion.WithLabelValues(k.name, k.version, lab, predicted[r]).Inc()
+		}
+	}
+	o.Result = Correct
+	if o.Incorrect > 0 {
+		o.Result = Incorrect
+	}
+	s.total.WithLabelValues(k.name, k.version, Correct).Add(float64(o.Correct))
+	s.total.WithLabelValues(k.name, k.version, Incorrect).Add(float64(o.Incorrect))
+	w := s.acc[k]
+	if w == nil {
+		w = &window{slots: make([]accSlot, s.opts.Slots)}
+		for j := range w.slots {
+			w.slots[j].epoch = -1
+		}
+		s.acc[k] = w
+	}
+	epoch := now.UnixNano() / int64(s.slotDur)
+	sl := &w.slots[epoch%int64(len(w.slots))]
+	if sl.epoch != epoch {
+		*sl = accSlot{epoch: epoch}
+	}
+	sl.correct += float64(o.Correct)
+	sl.incorrect += float64(o.Incorrect)
+	return o
+}
+
+// Tally scores labels against the classes predicted without counting them
+// anywhere: for a model version that is no longer loaded, whose series are
+// gone.
+func Tally(requestID, name, version string, predicted, labels []string) Outcome {
+	o := Outcome{RequestID: requestID, Result: Correct, Model: name, Version: version}
+	for r, lab := range labels {
+		if predicted[r] == lab {
+			o.Correct++
+		} else {
+			o.Incorrect++
+		}
+	}
+	if o.Incorrect > 0 {
+		o.Result = Incorrect
+	}
+	return o
+}
+
+// CountUnknown counts a label for a request with no prediction to join.
+func (s *Store) CountUnknown() { s.total.WithLabelValues("", "", UnknownRequest).Inc() }
+
+// Has reports whether a prediction waits for a label under requestID.
+func (s *Store) Has(requestID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.find(requestID)
+	return ok
+}
+
+// Drop forgets the prediction waiting under requestID, once its label was
+// counted elsewhere (through the prediction log).
+func (s *Store) Drop(requestID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.find(requestID); ok {
+		s.drop(at)
+	}
 }
 
 // Forget drops a model version's accuracy window and waiting predictions,

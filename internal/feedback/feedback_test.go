@@ -20,7 +20,9 @@ func newStore(opts Options) (*Store, *prometheus.CounterVec, *clock) {
 	c := &clock{t: time.Unix(1_000_000, 0)}
 	opts.Now = c.now
 	total := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "model_feedback_total", Help: "h"}, []string{"model_name", "model_version", "result"})
-	return New(opts, total), total, c
+	confusion := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "model_labelled_rows_total", Help: "h"},
+		[]string{"model_name", "model_version", "true_class", "predicted_class"})
+	return New(opts, total, confusion), total, c
 }
 
 var classes = []string{"safe", "fraud"}
@@ -344,6 +346,50 @@ func TestReloadWithOtherClasses(t *testing.T) {
 	for i, m := range s.models {
 		if m.inUse {
 			t.Errorf("model position %d still in use: %+v", i, m)
+		}
+	}
+}
+
+// TestConfusion: Apply and Score count labelled rows by true and predicted
+// class, Has and Drop see the waiting predictions, and a model of more than
+// MaxConfusionClasses classes is not counted by class.
+func TestConfusion(t *testing.T) {
+	s, total, _ := newStore(Options{MinLabels: 1})
+	s.Record("r1", "fraud_model", "v1", classes, []int{1, 0, 0})
+	if !s.Has("r1") || s.Has("r2") {
+		t.Fatalf("Has(r1), Has(r2) = %v, %v; want true, false", s.Has("r1"), s.Has("r2"))
+	}
+	if _, err := s.Apply([]Label{{RequestID: "r1", Labels: []string{"fraud", "fraud", "safe"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Labelled through the log elsewhere: Score counts, Drop forgets.
+	s.Record("r2", "fraud_model", "v1", classes, []int{0})
+	o := s.Score("r2", "fraud_model", "v1", classes, []string{"safe"}, []string{"fraud"})
+	s.Drop("r2")
+	if o != (Outcome{RequestID: "r2", Result: Incorrect, Incorrect: 1, Model: "fraud_model", Version: "v1"}) || s.Has("r2") {
+		t.Fatalf("Score = %+v, Has(r2) = %v", o, s.Has("r2"))
+	}
+	many := make([]string, MaxConfusionClasses+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("c%d", i)
+	}
+	s.Score("r3", "digits", "v1", many, []string{"c1"}, []string{"c1"})
+	if err := testutil.CollectAndCompare(s.confusion, strings.NewReader(`
+# HELP model_labelled_rows_total h
+# TYPE model_labelled_rows_total counter
+model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="fraud",true_class="fraud"} 1
+model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="safe",true_class="fraud"} 2
+model_labelled_rows_total{model_name="fraud_model",model_version="v1",predicted_class="safe",true_class="safe"} 1
+`)); err != nil {
+		t.Fatal(err)
+	}
+	for labels, v := range map[[3]string]float64{
+		{"fraud_model", "v1", "correct"}:   2,
+		{"fraud_model", "v1", "incorrect"}: 2,
+		{"digits", "v1", "correct"}:        1,
+	} {
+		if got := testutil.ToFloat64(total.WithLabelValues(labels[:]...)); got != v {
+			t.Errorf("model_feedback_total%v = %v, want %v", labels, got, v)
 		}
 	}
 }

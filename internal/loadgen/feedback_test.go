@@ -224,7 +224,7 @@ func newLabelServer(t *testing.T) *labelServer {
 	registry.Add(m)
 	met.ModelLoaded(m.Metadata(), 0)
 	srv := server.New(server.Options{Models: registry, Metrics: met,
-		Feedback:       feedback.New(feedback.Options{}, met.FeedbackTotal),
+		Feedback:       feedback.New(feedback.Options{}, met.FeedbackTotal, met.LabelledRows),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})})
 	srv.SetReady(true)
 	ls := &labelServer{met: met, answered: map[string]time.Time{}, arrived: map[string]time.Time{}}

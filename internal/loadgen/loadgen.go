@@ -78,6 +78,11 @@ type Config struct {
 	FeedbackMaxPending int
 	// Concept drift changes the true labels, not the inputs.
 	Concept Concept
+	// Answered, if set, is called for every request answered 200 with the
+	// request id the server gave it and the rows sent (after Drift), from
+	// the clients' goroutines: for a test that checks what the server did
+	// with every prediction it acknowledged.
+	Answered func(requestID string, rows [][]float64)
 }
 
 // Result is what a run did.
@@ -222,9 +227,14 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 				status, ans, err := send(ctx, client, base+path, body)
 				elapsed := time.Since(t0).Seconds() * 1000
 				rows := len(ans.classes)
-				if fb != nil && err == nil && status == http.StatusOK {
-					if p, ok := labelled(cfg, n, sent, ans); ok {
-						fb.add(p)
+				if err == nil && status == http.StatusOK {
+					if fb != nil {
+						if p, ok := labelled(cfg, n, sent, ans); ok {
+							fb.add(p)
+						}
+					}
+					if cfg.Answered != nil {
+						cfg.Answered(ans.requestID, sent)
 					}
 				}
 				mu.Lock()

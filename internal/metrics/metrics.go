@@ -64,6 +64,7 @@ type Metrics struct {
 	PredictedClass     *prometheus.CounterVec
 	Confidence         *prometheus.HistogramVec
 	FeedbackTotal      *prometheus.CounterVec
+	LabelledRows       *prometheus.CounterVec
 
 	mu     sync.Mutex
 	series sync.Map // seriesKey -> *ModelSeries
@@ -152,6 +153,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "model_feedback_total",
 			Help: "Labelled rows from POST /feedback by result (correct, incorrect), and labels for unknown or expired requests (unknown_request, model_name=\"\").",
 		}, []string{"model_name", "model_version", "result"}),
+		LabelledRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "model_labelled_rows_total",
+			Help: "Labelled rows of classifiers with at most 20 classes, by true class (the label) and predicted class: the confusion matrix.",
+		}, []string{"model_name", "model_version", "true_class", "predicted_class"}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "modelwatch_build_info",
@@ -162,7 +167,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.ModelRequests, m.Predictions, m.PredictionDuration,
 		m.StageDuration, m.BatchSize, m.PredictionErrors, m.LoadedInfo, m.LoadTime, m.LoadFailures,
-		m.ActiveRequests, m.QueueSize, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, m.FeedbackTotal, build,
+		m.ActiveRequests, m.QueueSize, m.InputSize, m.OutputSize, m.PredictedClass, m.Confidence, m.FeedbackTotal, m.LabelledRows, build,
 	)
 	return m
 }
@@ -220,7 +225,7 @@ func (m *Metrics) ModelUnloaded(meta model.Metadata, lastVersion bool) {
 	byVersion := prometheus.Labels{"model_name": meta.Name, "model_version": meta.Version}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.ModelRequests, m.Predictions, m.PredictionDuration, m.StageDuration, m.LoadedInfo, m.LoadTime,
-		m.PredictedClass, m.Confidence, m.FeedbackTotal,
+		m.PredictedClass, m.Confidence, m.FeedbackTotal, m.LabelledRows,
 	} {
 		v.DeletePartialMatch(byVersion)
 	}
@@ -271,10 +276,21 @@ func (m *Metrics) Series(meta model.Metadata) *ModelSeries {
 		for _, c := range meta.Classes {
 			s.Classes = append(s.Classes, m.PredictedClass.WithLabelValues(n, v, c))
 		}
+		if len(meta.Classes) <= maxConfusionClasses {
+			for _, t := range meta.Classes {
+				for _, p := range meta.Classes {
+					m.LabelledRows.WithLabelValues(n, v, t, p)
+				}
+			}
+		}
 	}
 	m.series.Store(key, s)
 	return s
 }
+
+// maxConfusionClasses is feedback.MaxConfusionClasses: the most classes of a
+// model whose labelled rows are counted by true and predicted class.
+const maxConfusionClasses = 20
 
 // Observe records v on o, with the request id as exemplar when o supports
 // exemplars and id is not empty.

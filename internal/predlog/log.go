@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type Options struct {
 	// the writer's goroutine; it runs once at start too. Negative turns
 	// pruning off.
 	PruneInterval time.Duration
+	// JournalDir, when set, keeps the queued records in a Journal there
+	// too, so that a killed process loses none (see Journal); New writes
+	// first what a previous process left in it.
+	JournalDir string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives the store's errors (default: discarded).
@@ -86,6 +91,17 @@ type Log struct {
 	head   int
 	n      int
 	closed bool
+	// appended counts the records ever queued, finished those whose write
+	// is over (written, spooled or dropped); progress is closed and
+	// replaced whenever finished grows, for Sync.
+	appended, finished uint64
+	progress           chan struct{}
+	journal            *Journal
+	// leftover is what a previous process left in the journal.
+	leftover []Record
+	// kept counts the records Close's deadline interrupted that the
+	// journal keeps (written by the writer goroutine, read after it ends).
+	kept int
 
 	wake    chan struct{} // a record arrived in an empty queue, or a batch filled
 	drain   chan struct{} // closed by Close: write what is queued and stop
@@ -135,19 +151,32 @@ func New(store Store, opts Options, reg prometheus.Registerer) (*Log, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Log{
-		store:   store,
-		opts:    opts,
-		log:     opts.Logger.With("component", "predlog"),
-		all:     opts.Sample == 1,
-		buf:     make([]Record, opts.QueueSize),
-		wake:    make(chan struct{}, 1),
-		drain:   make(chan struct{}),
-		stopped: make(chan struct{}),
-		ctx:     ctx,
-		abort:   cancel,
+		store:    store,
+		opts:     opts,
+		log:      opts.Logger.With("component", "predlog"),
+		all:      opts.Sample == 1,
+		buf:      make([]Record, min(opts.QueueSize, minQueue)),
+		wake:     make(chan struct{}, 1),
+		drain:    make(chan struct{}),
+		stopped:  make(chan struct{}),
+		progress: make(chan struct{}),
+		ctx:      ctx,
+		abort:    cancel,
 	}
 	l.threshold = sampleThreshold(opts.Sample)
+	var corrupt int
+	if opts.JournalDir != "" {
+		var err error
+		if l.journal, l.leftover, corrupt, err = OpenJournal(opts.JournalDir); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	l.m = newMetrics(reg, l)
+	if corrupt > 0 {
+		l.log.Error("prediction log journal ends in a damaged frame; its records are lost", "frames", corrupt)
+		l.m.dropped.WithLabelValues(DropSpoolCorrupt).Add(float64(corrupt))
+	}
 	l.wg.Add(1)
 	go l.run()
 	if opts.PruneInterval > 0 {
@@ -174,6 +203,17 @@ func sampleThreshold(share float64) uint64 {
 // Log's sample share.
 func (l *Log) Sampled(requestID string) bool {
 	return l.all || hashID(requestID) < l.threshold
+}
+
+// Admit reports whether a request of rows rows with this id is logged, and
+// counts its rows as sampled out when it is not: a caller that builds
+// records only for admitted requests spends nothing on the others.
+func (l *Log) Admit(requestID string, rows int) bool {
+	if l.Sampled(requestID) {
+		return true
+	}
+	l.m.sampledOut.Add(float64(rows))
+	return false
 }
 
 // hashID is FNV-1a over the id, then SplitMix64's finaliser so that ids
@@ -213,10 +253,16 @@ func (l *Log) Append(recs []Record) {
 		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(len(recs)))
 		return
 	}
-	if l.n+len(recs) > len(l.buf) {
+	if l.n+len(recs) > len(l.buf) && !l.grow(l.n+len(recs)) {
 		l.mu.Unlock()
 		l.m.dropped.WithLabelValues(DropQueueFull).Add(float64(len(recs)))
 		return
+	}
+	if l.journal != nil {
+		if err := l.journal.append(recs); err != nil && l.journal.failed == nil {
+			l.journal.failed = err
+			l.log.Error("prediction log journal write failed; queued records are not kept on disk", "err", err)
+		}
 	}
 	was := l.n
 	at := l.head + l.n
@@ -228,6 +274,7 @@ func (l *Log) Append(recs []Record) {
 		at++
 	}
 	l.n += len(recs)
+	l.appended += uint64(len(recs))
 	now := l.n
 	l.mu.Unlock()
 	if was == 0 || (was < l.opts.BatchSize && now >= l.opts.BatchSize) {
@@ -236,6 +283,36 @@ func (l *Log) Append(recs []Record) {
 		default:
 		}
 	}
+}
+
+// minQueue is the queue's size when it holds little: it grows, doubling, up
+// to QueueSize while the store falls behind, and shrinks back once it is
+// empty. A queue of its full size from the start would hold 9 MiB of
+// pointers that every garbage collection scans, and which raise the heap
+// the collector lets grow.
+const minQueue = 1024
+
+// grow makes room for need records, up to QueueSize; false when they
+// cannot fit. Callers hold l.mu.
+func (l *Log) grow(need int) bool {
+	if need > l.opts.QueueSize {
+		return false
+	}
+	size := len(l.buf)
+	for size < need {
+		size *= 2
+	}
+	l.resize(min(size, l.opts.QueueSize))
+	return true
+}
+
+// resize moves the queue to a ring of size places. Callers hold l.mu.
+func (l *Log) resize(size int) {
+	buf := make([]Record, size)
+	for i := range l.n {
+		buf[i] = l.buf[(l.head+i)%len(l.buf)]
+	}
+	l.buf, l.head = buf, 0
 }
 
 // QueueLen returns the number of records waiting to be written.
@@ -263,6 +340,11 @@ func (l *Log) take(batch []Record) []Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := min(l.n, l.opts.BatchSize)
+	if l.journal != nil && k > 0 {
+		if err := l.journal.rotate(l.appended); err != nil {
+			l.log.Error("prediction log journal", "err", err)
+		}
+	}
 	for range k {
 		batch = append(batch, l.buf[l.head])
 		l.buf[l.head] = Record{}
@@ -272,6 +354,9 @@ func (l *Log) take(batch []Record) []Record {
 		}
 	}
 	l.n -= k
+	if l.n == 0 && len(l.buf) > minQueue {
+		l.resize(minQueue)
+	}
 	return batch
 }
 
@@ -298,9 +383,22 @@ func (l *Log) Close(ctx context.Context) error {
 		<-l.stopped
 	}
 	l.abort()
-	if n := l.discard(); n > 0 {
+	n := l.discard()
+	switch {
+	case (n > 0 || l.kept > 0) && l.journal != nil && l.journal.failed == nil:
+		n += l.kept
+		// Not lost: the next process writes them.
+		l.journal.close(false)
+		l.log.Warn("prediction log closed before writing every record; they stay in the journal for the next start", "records", n)
+	case n > 0:
 		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(n))
 		l.log.Warn("prediction log closed before writing every record", "dropped", n)
+	case l.journal != nil:
+		l.journal.close(true)
+		l.journal.remove(l.journal.release(l.finished))
+	}
+	if n > 0 && l.journal != nil && l.journal.failed != nil {
+		l.journal.close(false)
 	}
 	return err
 }
@@ -340,8 +438,10 @@ func (l *Log) run() {
 	defer l.wg.Done()
 	replay := time.NewTicker(l.opts.ReplayInterval)
 	defer replay.Stop()
+	l.writeLeftover()
+	l.finish(0)
 	l.replay()
-	batch := make([]Record, 0, l.opts.BatchSize)
+	var batch []Record
 	for {
 		select {
 		case <-l.drain:
@@ -376,20 +476,91 @@ func (l *Log) flush(batch []Record) []Record {
 		if len(batch) == 0 {
 			break
 		}
-		l.write(batch)
+		if l.write(batch) {
+			l.finish(len(batch))
+		} else {
+			l.kept += len(batch)
+		}
 		clear(batch)
 	}
 	return batch[:0]
 }
 
+// finish records that the write of n taken records is over.
+func (l *Log) finish(n int) {
+	l.mu.Lock()
+	l.finished += uint64(n)
+	close(l.progress)
+	l.progress = make(chan struct{})
+	var done []uint64
+	if l.journal != nil {
+		done = l.journal.release(l.finished)
+	}
+	l.mu.Unlock()
+	if done != nil {
+		l.journal.remove(done)
+	}
+}
+
+// writeLeftover writes what a previous process left in the journal, before
+// anything queued now; finish then deletes its segments.
+func (l *Log) writeLeftover() {
+	if len(l.leftover) == 0 {
+		return
+	}
+	l.log.Info("prediction log: writing the records a previous process left in its journal", "records", len(l.leftover))
+	for recs := range slices.Chunk(l.leftover, l.opts.BatchSize) {
+		if !l.write(recs) {
+			// Closed meanwhile: the old segments stay for the next start.
+			l.mu.Lock()
+			l.journal.keepLeftover()
+			l.mu.Unlock()
+			l.kept += len(recs)
+		}
+	}
+	l.leftover = nil
+}
+
+// Sync waits until every record appended before it was called has been
+// written to the store (or spooled, or dropped and counted), or until ctx
+// is done. A label that arrives at the replica that made its prediction
+// before the prediction's batch was written is joined after a Sync.
+func (l *Log) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	target := l.appended
+	for l.finished < target {
+		ch := l.progress
+		l.mu.Unlock()
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-l.stopped:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.mu.Lock()
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Store returns the store the Log writes to, for reading and labelling.
+func (l *Log) Store() Store { return l.store }
+
 // write gets one batch to the store, or to the spool, or counts it dropped.
-func (l *Log) write(batch []Record) {
+// It returns false for a batch that Close's deadline interrupted while the
+// journal keeps it for the next process.
+func (l *Log) write(batch []Record) bool {
 	sp := l.opts.Spool
 	if sp != nil && sp.Batches() > 0 {
 		// The store was down: keep the order of the backlog, and let the
 		// replay timer find when it is back.
 		l.toSpool(batch, nil)
-		return
+		return true
 	}
 	var err error
 	backoff := l.opts.RetryBackoff
@@ -405,27 +576,31 @@ func (l *Log) write(batch []Record) {
 			break
 		}
 		if err = l.attempt(batch); err == nil {
-			return
+			return true
 		}
 		if errors.Is(err, ErrRejected) {
 			l.log.Error("prediction log store rejected a batch", "records", len(batch), "err", err)
 			l.m.dropped.WithLabelValues(DropRejected).Add(float64(len(batch)))
-			return
+			return true
 		}
 	}
 	if err == nil {
 		err = l.ctx.Err()
 	}
+	if l.ctx.Err() != nil && l.journal != nil && l.journal.failed == nil {
+		return false
+	}
 	l.log.Error("prediction log store write failed", "records", len(batch), "err", err)
 	if sp != nil {
 		l.toSpool(batch, err)
-		return
+		return true
 	}
 	if l.ctx.Err() != nil {
 		l.m.dropped.WithLabelValues(DropShutdown).Add(float64(len(batch)))
-		return
+		return true
 	}
 	l.m.dropped.WithLabelValues(DropStoreError).Add(float64(len(batch)))
+	return true
 }
 
 // attempt writes a batch once, and records the outcome in the metrics.

@@ -544,3 +544,45 @@ model_prediction_log_store_up 1
 		t.Fatal(err)
 	}
 }
+
+// TestLogSync: Sync returns once what was appended before it is in the
+// store, without waiting out the batch delay twice, and gives up with ctx.
+func TestLogSync(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), predlog.SQLiteFileName), predlog.SQLiteOptions{})
+	opts := predlog.DefaultOptions()
+	opts.MaxDelay = 50 * time.Millisecond
+	l, _ := newLog(t, s, opts)
+	if err := l.Sync(ctx); err != nil { // nothing appended: at once
+		t.Fatal(err)
+	}
+	l.Append(request("req-sync", 2))
+	if _, err := s.Lookup(ctx, "req-sync"); !errors.Is(err, predlog.ErrNotFound) {
+		t.Fatalf("Lookup before the batch delay = %v, want ErrNotFound", err)
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := l.Store().Lookup(ctx, "req-sync"); err != nil || len(ps) != 2 {
+		t.Fatalf("Lookup after Sync = %d rows, %v; want 2", len(ps), err)
+	}
+
+	// A store that blocks: Sync ends with its context.
+	block := make(chan struct{})
+	stuck := &predlogtest.Store{WriteFunc: func(ctx context.Context, _ []predlog.Record) error {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	}}
+	opts.WriteTimeout = time.Minute
+	l2, _ := newLog(t, stuck, opts)
+	l2.Append(request("req-stuck", 1))
+	sctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := l2.Sync(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync on a blocked store = %v, want DeadlineExceeded", err)
+	}
+	close(block)
+}

@@ -90,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, l *Log) *metrics {
 	queueCapacity := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "model_prediction_log_queue_capacity",
 		Help: "Prediction records the queue holds at most; past it records are dropped (reason queue_full).",
-	}, func() float64 { return float64(len(l.buf)) })
+	}, func() float64 { return float64(l.opts.QueueSize) })
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "model_prediction_log_lag_seconds",
 		Help: "Age of the oldest record waiting in the queue, 0 when it is empty.",

@@ -55,6 +55,18 @@ func (c StoreConfig) Validate() error {
 	return nil
 }
 
+// Describe names the store for logs: "embedded" and its file, or the
+// PostgreSQL URL without its password.
+func (c StoreConfig) Describe() string {
+	switch {
+	case c.Off():
+		return "off"
+	case c.Store == "" || c.Store == "embedded":
+		return "embedded " + filepath.Join(c.DataDir, SQLiteFileName)
+	}
+	return redact(c.Store)
+}
+
 // redact hides a password in a URL-like value for error messages.
 func redact(v string) string {
 	scheme, rest, ok := strings.Cut(v, "://")

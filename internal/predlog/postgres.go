@@ -259,23 +259,23 @@ func (s *Postgres) Lookup(ctx context.Context, requestID string) ([]Prediction, 
 // WriteLabels writes labels beside their predictions in one transaction.
 // Two replicas labelling the same row at once store one label: the row
 // lock taken by the first UPDATE makes the second find it labelled.
-func (s *Postgres) WriteLabels(ctx context.Context, labels []Label) (int, error) {
-	n := 0
+func (s *Postgres) WriteLabels(ctx context.Context, labels []Label) ([]int, error) {
+	n := make([]int, len(labels))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		n = 0
-		for _, l := range labels {
+		clear(n)
+		for i, l := range labels {
 			tag, err := tx.Exec(ctx, `UPDATE predictions SET label = $1, labelled_at = $2
 				WHERE request_id = $3 AND ($4::integer = -1 OR row_index = $4) AND labelled_at IS NULL`,
 				l.Value, l.Time, l.RequestID, int32(l.Row))
 			if err != nil {
 				return err
 			}
-			n += int(tag.RowsAffected())
+			n[i] = int(tag.RowsAffected())
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("prediction log label: %w", err)
+		return nil, fmt.Errorf("prediction log label: %w", err)
 	}
 	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,5 +284,49 @@ func TestOpenStorePostgres(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "spool")); err != nil || !fi.IsDir() {
 		t.Fatalf("spool directory: %v", err)
+	}
+}
+
+// TestPostgresLabelsCountOnce: replicas labelling the same rows at once
+// (a client retrying through another replica) count each row once between
+// them.
+func TestPostgresLabelsCountOnce(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	stores := []*predlog.Postgres{openPostgres(t, pg.DSN()), openPostgres(t, pg.DSN())}
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	var recs []predlog.Record
+	for i := range 50 {
+		for r := range 2 {
+			recs = append(recs, predlog.Record{RequestID: fmt.Sprintf("req-%d", i), Row: r, Time: t0, Model: "fraud_model",
+				Version: "v1", Input: []float64{1}, Class: "safe", Output: []float64{0.9, 0.1}})
+		}
+	}
+	if err := stores[0].Write(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	var counted atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				labels := []predlog.Label{
+					{RequestID: fmt.Sprintf("req-%d", i), Row: 0, Value: "fraud", Time: t0},
+					{RequestID: fmt.Sprintf("req-%d", i), Row: 1, Value: "safe", Time: t0},
+				}
+				n, err := stores[w%2].WriteLabels(ctx, labels)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				counted.Add(int64(n[0] + n[1]))
+			}
+		}()
+	}
+	wg.Wait()
+	if got := counted.Load(); got != 100 {
+		t.Fatalf("rows counted newly labelled across replicas = %d, want 100", got)
 	}
 }

@@ -71,11 +71,13 @@ type Store interface {
 	// Lookup returns the logged rows of a request ordered by row, or
 	// ErrNotFound when none is logged.
 	Lookup(ctx context.Context, requestID string) ([]Prediction, error)
-	// WriteLabels writes labels beside their predictions and returns how
-	// many rows were newly labelled. A row keeps its first label: labelling
-	// it again changes nothing and is not counted. A label for a row that is
-	// not logged changes nothing.
-	WriteLabels(ctx context.Context, labels []Label) (int, error)
+	// WriteLabels writes labels beside their predictions, all or none, and
+	// returns, for each label, how many rows it newly labelled (0 or 1; up
+	// to the request's rows for AllRows). A row keeps its first label:
+	// labelling it again changes nothing and is not counted, so that when
+	// replicas label one row at once, exactly one of them counts it. A label
+	// for a row that is not logged changes nothing.
+	WriteLabels(ctx context.Context, labels []Label) ([]int, error)
 	// Prune deletes what the store must no longer keep at time now (records
 	// past the retention; for a bounded store, the oldest records past its
 	// size bound) and reports how many records it deleted, by reason.

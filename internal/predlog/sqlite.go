@@ -248,14 +248,14 @@ func (s *SQLite) Lookup(ctx context.Context, requestID string) ([]Prediction, er
 }
 
 // WriteLabels writes labels beside their predictions in one transaction.
-func (s *SQLite) WriteLabels(ctx context.Context, labels []Label) (int, error) {
+func (s *SQLite) WriteLabels(ctx context.Context, labels []Label) ([]int, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("prediction log label: %w", err)
+		return nil, fmt.Errorf("prediction log label: %w", err)
 	}
 	defer tx.Rollback()
-	n := 0
-	for _, l := range labels {
+	n := make([]int, len(labels))
+	for i, l := range labels {
 		var res sql.Result
 		if l.Row == AllRows {
 			res, err = tx.ExecContext(ctx, `UPDATE predictions SET label = ?, labelled_at_us = ?
@@ -265,16 +265,16 @@ func (s *SQLite) WriteLabels(ctx context.Context, labels []Label) (int, error) {
 				WHERE request_id = ? AND row_index = ? AND labelled_at_us IS NULL`, l.Value, tsMicros(l.Time), l.RequestID, l.Row)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("prediction log label: %w", err)
+			return nil, fmt.Errorf("prediction log label: %w", err)
 		}
 		k, err := res.RowsAffected()
 		if err != nil {
-			return 0, fmt.Errorf("prediction log label: %w", err)
+			return nil, fmt.Errorf("prediction log label: %w", err)
 		}
-		n += int(k)
+		n[i] = int(k)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("prediction log label: %w", err)
+		return nil, fmt.Errorf("prediction log label: %w", err)
 	}
 	return n, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,15 +78,15 @@ func storeContract(t *testing.T, writer, reader predlog.Store) {
 		{RequestID: "req-b", Row: predlog.AllRows, Value: "1200", Time: labelAt},
 		{RequestID: "never-logged", Row: predlog.AllRows, Value: "safe", Time: labelAt},
 	})
-	if err != nil || n != 2 {
-		t.Fatalf("WriteLabels = %d, %v; want 2 rows labelled", n, err)
+	if err != nil || !slices.Equal(n, []int{1, 1, 0}) {
+		t.Fatalf("WriteLabels = %v, %v; want [1 1 0] rows labelled", n, err)
 	}
 	// Labelling again (another replica, a client's retry) changes nothing.
 	n, err = writer.WriteLabels(ctx, []predlog.Label{
 		{RequestID: "req-a", Row: predlog.AllRows, Value: "safe", Time: labelAt.Add(time.Hour)},
 	})
-	if err != nil || n != 1 {
-		t.Fatalf("second WriteLabels = %d, %v; want only req-a row 1 newly labelled", n, err)
+	if err != nil || !slices.Equal(n, []int{1}) {
+		t.Fatalf("second WriteLabels = %v, %v; want only req-a row 1 newly labelled", n, err)
 	}
 	got, err = writer.Lookup(ctx, "req-a")
 	if err != nil {
@@ -168,8 +169,8 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 	if err := s.Write(ctx, sample()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.WriteLabels(ctx, []predlog.Label{{RequestID: "req-a", Row: 1, Value: "safe", Time: t0}}); err != nil || n != 1 {
-		t.Fatalf("WriteLabels = %d, %v", n, err)
+	if n, err := s.WriteLabels(ctx, []predlog.Label{{RequestID: "req-a", Row: 1, Value: "safe", Time: t0}}); err != nil || !slices.Equal(n, []int{1}) {
+		t.Fatalf("WriteLabels = %v, %v", n, err)
 	}
 	before, err := s.Lookup(ctx, "req-a")
 	if err != nil {
@@ -186,8 +187,8 @@ func TestSQLiteSurvivesRestart(t *testing.T) {
 	if !reflect.DeepEqual(before, after) {
 		t.Fatalf("after reopening, Lookup = %+v, want %+v", after, before)
 	}
-	if n, err := s.WriteLabels(ctx, []predlog.Label{{RequestID: "req-a", Row: 0, Value: "fraud", Time: t0}}); err != nil || n != 1 {
-		t.Fatalf("WriteLabels after reopening = %d, %v", n, err)
+	if n, err := s.WriteLabels(ctx, []predlog.Label{{RequestID: "req-a", Row: 0, Value: "fraud", Time: t0}}); err != nil || !slices.Equal(n, []int{1}) {
+		t.Fatalf("WriteLabels after reopening = %v, %v", n, err)
 	}
 }
 

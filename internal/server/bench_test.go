@@ -49,7 +49,7 @@ func benchmarkPredict(b *testing.B, quality bool) {
 			if err := o.Drift.Add(m.Metadata(), p); err != nil {
 				b.Fatal(err)
 			}
-			o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal)
+			o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal, o.Metrics.LabelledRows)
 		}
 	})
 	for _, rows := range []int{1, 64} {

@@ -92,14 +92,26 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiErro
 			labels[i] = feedback.Label{RequestID: it.RequestID, Labels: it.Labels}
 		}
 	}
-	out, err := s.opts.Feedback.Apply(labels)
-	if errors.Is(err, feedback.ErrInvalid) {
-		return nil, newError(errInvalidInput, "%v", err)
-	} else if err != nil {
-		return nil, newError(errInternal, "%v", err)
+	var out []feedback.Outcome
+	if s.opts.PredictionLog != nil {
+		var aerr *apiError
+		if out, aerr = s.feedbackThroughLog(r.Context(), labels); aerr != nil {
+			return nil, aerr
+		}
+	} else {
+		var err error
+		out, err = s.opts.Feedback.Apply(labels)
+		if errors.Is(err, feedback.ErrInvalid) {
+			return nil, newError(errInvalidInput, "%v", err)
+		} else if err != nil {
+			return nil, newError(errInternal, "%v", err)
+		}
 	}
 	if single {
 		if out[0].Result == feedback.UnknownRequest {
+			if s.opts.PredictionLog != nil {
+				return nil, newError(errUnknownRequest, "no prediction waits for that request id in the prediction log: never logged (or outside --prediction-log-sample), past --prediction-log-retention, or already labelled")
+			}
 			return nil, newError(errUnknownRequest, "no prediction waits for that request id: unknown, expired, or already labelled")
 		}
 		return out[0], nil

@@ -12,7 +12,7 @@ import (
 func newFeedbackHarness(t *testing.T) *harness {
 	var store *feedback.Store
 	h := newHarness(t, func(o *Options) {
-		store = feedback.New(feedback.Options{MinLabels: 1}, o.Metrics.FeedbackTotal)
+		store = feedback.New(feedback.Options{MinLabels: 1}, o.Metrics.FeedbackTotal, o.Metrics.LabelledRows)
 		o.Feedback = store
 	})
 	h.reg.MustRegister(store)

@@ -258,6 +258,8 @@ type outcome struct {
 	// class and confidence of each row of a classifier.
 	class      []int
 	confidence []float64
+	// pred holds the prediction output's values, rows x outputs.
+	pred []float64
 }
 
 // infer runs a validated batch through the model's Predict. t0 is when
@@ -267,10 +269,14 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 		res, err := model.SafePredict(ctx, v.model, batch)
 		return outcome{result: res}, res.Values, err
 	})
-	if aerr == nil && s.opts.Drift != nil {
+	if aerr != nil {
+		return out, aerr
+	}
+	if s.opts.Drift != nil {
 		s.opts.Drift.Observe(v.meta.Name, v.meta.Version, batch, out.class, out.result)
 	}
-	return out, aerr
+	s.logRows(ctx, v, batch.Rows, &out, batchRow(batch))
+	return out, nil
 }
 
 // run is the one inference path of every API: it runs the model through
@@ -330,6 +336,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 	if out.class != nil && s.opts.Feedback != nil {
 		s.opts.Feedback.Record(info.id, v.meta.Name, v.meta.Version, v.meta.Classes, out.class)
 	}
+	out.pred = pred
 	t3 := s.opts.Now()
 
 	ser.Success.Inc()

@@ -23,6 +23,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/predlog"
 	"github.com/modelwatch/modelwatch/internal/version"
 )
 
@@ -40,8 +41,13 @@ type Options struct {
 	// Drift, if set, counts the inputs and predictions of models with a
 	// training profile.
 	Drift *drift.Monitor
-	// Feedback, if set, keeps classifier predictions for POST /feedback.
+	// Feedback, if set, keeps classifier predictions for POST /feedback,
+	// and counts labels.
 	Feedback *feedback.Store
+	// PredictionLog, if set, logs every prediction (of the requests its
+	// sample admits), and POST /feedback finds predictions there, whichever
+	// replica made them; Feedback then only counts.
+	PredictionLog *predlog.Log
 	// EnablePprof serves Go's profiler under /debug/pprof/.
 	EnablePprof bool
 	// SeparateMetrics leaves /metrics out of the API's routes, for a server

@@ -600,7 +600,7 @@ func TestErrorTable(t *testing.T) {
 		got = append(got, string(typ))
 	}
 	sort.Strings(got)
-	want := "batch_too_large body_too_large canceled empty_batch forbidden internal invalid_input invalid_json invalid_request load_failed method_not_allowed model_error model_not_found not_found overloaded shape_mismatch timeout unauthorized unknown_request unsupported_media_type version_not_found"
+	want := "batch_too_large body_too_large canceled empty_batch forbidden internal invalid_input invalid_json invalid_request load_failed method_not_allowed model_error model_not_found not_found overloaded shape_mismatch timeout unauthorized unavailable unknown_request unsupported_media_type version_not_found"
 	if strings.Join(got, " ") != want {
 		t.Errorf("error types\n got %s\nwant %s", strings.Join(got, " "), want)
 	}

@@ -385,6 +385,7 @@ func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 tim
 		if aerr != nil {
 			return nil, aerr
 		}
+		s.logRows(ctx, v, rows, &out, tensorRow(inputs, rows))
 		return selectOutputs(out.tensors, wanted)
 	}
 

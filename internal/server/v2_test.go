@@ -484,7 +484,7 @@ func TestV2TensorBounds(t *testing.T) {
 func TestDecodedListsAreBounded(t *testing.T) {
 	h := newHarness(t, func(o *Options) {
 		o.MaxBodyBytes = 8 << 20
-		o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal)
+		o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal, o.Metrics.LabelledRows)
 	})
 	empties := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat("{},", n), ",") + "]" }
 	for _, tc := range []struct {

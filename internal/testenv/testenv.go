@@ -88,6 +88,9 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{Cmd: exec.Command(bin, args...), Log: &SyncBuffer{}}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Log, p.Log
+	// A modelwatch server keeps its prediction log in a directory of its
+	// own (a --data-dir flag wins), never in the user's.
+	p.Cmd.Env = append(os.Environ(), "MODELWATCH_DATA_DIR="+t.TempDir())
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

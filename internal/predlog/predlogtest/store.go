@@ -16,7 +16,7 @@ import (
 type Store struct {
 	WriteFunc       func(ctx context.Context, recs []predlog.Record) error
 	LookupFunc      func(ctx context.Context, requestID string) ([]predlog.Prediction, error)
-	WriteLabelsFunc func(ctx context.Context, labels []predlog.Label) (int, error)
+	WriteLabelsFunc func(ctx context.Context, labels []predlog.Label) ([]int, error)
 	PruneFunc       func(ctx context.Context, now time.Time) (predlog.Pruned, error)
 	CloseFunc       func() error
 }
@@ -40,9 +40,9 @@ func (s *Store) Lookup(ctx context.Context, requestID string) ([]predlog.Predict
 }
 
 // WriteLabels calls WriteLabelsFunc.
-func (s *Store) WriteLabels(ctx context.Context, labels []predlog.Label) (int, error) {
+func (s *Store) WriteLabels(ctx context.Context, labels []predlog.Label) ([]int, error) {
 	if s.WriteLabelsFunc == nil {
-		return 0, nil
+		return make([]int, len(labels)), nil
 	}
 	return s.WriteLabelsFunc(ctx, labels)
 }
