@@ -19,6 +19,15 @@ PROMETHEUS3_TAGS ?= remove_all_sd,enable_kubernetes_sd
 # Where the deploy and chart tests find it; Debian's 2.x is on PATH.
 export MODELWATCH_TEST_PROMETHEUS3 ?= $(CURDIR)/$(PROMETHEUS3_DIR)
 
+# Jaeger v2 all-in-one for the tracing tests, from the Go module proxy:
+# module v1.76.0 is release 2.13.0 (the Compose file's image). Its go.mod
+# has a replace directive, which `go install pkg@version` refuses, so it is
+# built inside the downloaded module, with that module's own go.mod and go.sum.
+JAEGER_MODULE ?= v1.76.0
+JAEGER_RELEASE ?= 2.13.0
+JAEGER_DIR := .cache/jaeger/$(JAEGER_MODULE)
+export MODELWATCH_TEST_JAEGER ?= $(CURDIR)/$(JAEGER_DIR)/jaeger
+
 # The gRPC API: Go code generated from api/inference/v2/*.proto by Debian's
 # protoc (protobuf-compiler) and two plugins built from the Go module proxy,
 # protoc-gen-go at go.mod's google.golang.org/protobuf version.
@@ -46,7 +55,7 @@ export MODELWATCH_TEST_GRPCURL ?= $(CURDIR)/$(GRPCURL)
 export MODELWATCH_TEST_GRPC_HEALTH_PROBE ?= $(CURDIR)/$(GRPC_HEALTH_PROBE)
 export MODELWATCH_TEST_GHZ ?= $(CURDIR)/$(GHZ)
 
-.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files prometheus3 deploy-test
+.PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files prometheus3 deploy-test jaeger
 .PHONY: proto proto-check proto-plugins grpc-tools
 
 all: build
@@ -57,7 +66,7 @@ build:
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
 ## a build without cgo, a short fuzzing run of every request decoder, and the
 ## Helm chart's tests; deploy/ against Debian's Prometheus 2.x and Prometheus 3.
-test: onnxruntime prometheus3 $(GRPCURL) proto-check fmt-check vet race nocgo fuzz chart
+test: onnxruntime prometheus3 jaeger $(GRPCURL) proto-check fmt-check vet race nocgo fuzz chart
 
 ## onnxruntime: ONNX Runtime's shared library for the tests, from the
 ## onnxruntime-node npm package (npm pack; needs npm).
@@ -118,9 +127,20 @@ $(GHZ):
 	GOBIN=$(CURDIR)/$(@D) $(GO) install -ldflags '-X main.version=$(GHZ_VERSION)' \
 		github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
+## jaeger: Jaeger v2's all-in-one binary from the Go module proxy, built
+## once per version into .cache/jaeger/<module version>/ (a few minutes cold).
+jaeger: $(JAEGER_DIR)/jaeger
+
+$(JAEGER_DIR)/jaeger:
+	dir=$$(cd / && $(GO) mod download -json github.com/jaegertracing/jaeger@$(JAEGER_MODULE) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && test -n "$$dir" && cd "$$dir" && \
+		$(GO) build -trimpath -o $(CURDIR)/$@ \
+		-ldflags '-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$(JAEGER_RELEASE)' \
+		./cmd/jaeger
+
 ## deploy-test: the deploy/ tests and the chart's, against both Prometheus
 ## versions, without the rest of the suite.
-deploy-test: onnxruntime prometheus3
+deploy-test: onnxruntime prometheus3 jaeger
 	$(GO) test -count=1 ./deploy/...
 	cd deploy/helm && $(GO) test -count=1 ./...
 
