@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/url"
 	"os"
@@ -34,7 +35,7 @@ func TestCompose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	want := []string{"alertmanager", "grafana", "modelwatch", "node-exporter", "prometheus", "pushgateway", "webhook"}
+	want := []string{"alertmanager", "grafana", "jaeger", "modelwatch", "node-exporter", "prometheus", "pushgateway", "webhook"}
 	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Fatalf("services %v, want %v", got, want)
 	}
@@ -135,15 +136,49 @@ func TestCompose(t *testing.T) {
 	}
 
 	var ds struct {
-		Datasources []struct{ URL string } `yaml:"datasources"`
+		Datasources []struct {
+			Name, UID, Type, URL string
+			JSONData             struct {
+				ExemplarTraceIDDestinations []struct {
+					Name          string `yaml:"name"`
+					DatasourceUID string `yaml:"datasourceUid"`
+				} `yaml:"exemplarTraceIdDestinations"`
+			} `yaml:"jsonData"`
+		} `yaml:"datasources"`
 	}
 	readYAML(t, "grafana/provisioning/datasources/prometheus.yml", &ds)
+	types := map[string]string{} // uid -> type
 	for _, d := range ds.Datasources {
 		u, err := url.Parse(d.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		listens("grafana datasource", u.Host)
+		listens("grafana datasource "+d.Name, u.Host)
+		types[d.UID] = d.Type
+	}
+	// Exemplars' trace_id opens the trace in the Jaeger datasource.
+	linked := false
+	for _, d := range ds.Datasources {
+		for _, dest := range d.JSONData.ExemplarTraceIDDestinations {
+			if dest.DatasourceUID != "" && types[dest.DatasourceUID] == "" {
+				t.Errorf("datasource %s: exemplar label %s links to datasource %q, which is not provisioned", d.Name, dest.Name, dest.DatasourceUID)
+			}
+			if d.Type == "prometheus" && dest.Name == "trace_id" && types[dest.DatasourceUID] == "jaeger" {
+				linked = true
+			}
+		}
+	}
+	if !linked {
+		t.Error("no Prometheus datasource links exemplars' trace_id to a Jaeger datasource")
+	}
+	// modelwatch sends its traces to a port Jaeger listens on.
+	otlp := project.Services["modelwatch"].Environment["OTEL_EXPORTER_OTLP_ENDPOINT"]
+	if otlp == nil {
+		t.Error("modelwatch has no OTEL_EXPORTER_OTLP_ENDPOINT")
+	} else if u, err := url.Parse(*otlp); err != nil || u.Host == "" {
+		t.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT %q is not a URL: %v", *otlp, err)
+	} else {
+		listens("modelwatch OTEL_EXPORTER_OTLP_ENDPOINT", u.Host)
 	}
 	var dp struct {
 		Providers []struct {
@@ -399,5 +434,32 @@ func TestComposePrometheus(t *testing.T) {
 	}
 	if len(files) == 0 || len(loaded) != len(files) {
 		t.Errorf("Prometheus loaded rules from %v, want the %d files of prometheus/rules", loaded, len(files))
+	}
+}
+
+// TestComposeJaeger checks that the Compose file runs the Jaeger release
+// the tracing tests run (make jaeger builds it, stamped with its release).
+func TestComposeJaeger(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose/docker-compose.yml"}, cli.WithWorkingDirectory("compose"), cli.WithName("modelwatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	img := project.Services["jaeger"].Image
+	if !strings.HasPrefix(img, "jaegertracing/jaeger:2.") {
+		t.Fatalf("jaeger image %q, want Jaeger v2 (jaegertracing/jaeger:2.x)", img)
+	}
+	out := testenv.Run(t, "", testenv.JaegerBinary(t), "version")
+	var v struct {
+		GitVersion string `json:"gitVersion"`
+	}
+	if i := strings.LastIndex(out, "{"); i < 0 || json.Unmarshal([]byte(out[i:]), &v) != nil {
+		t.Fatalf("jaeger version: %q", out)
+	}
+	if tag := img[strings.LastIndex(img, ":")+1:]; "v"+tag != v.GitVersion {
+		t.Errorf("Compose runs Jaeger %s, the tests %s", tag, v.GitVersion)
 	}
 }
