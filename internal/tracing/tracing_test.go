@@ -313,3 +313,21 @@ func TestLogHandler(t *testing.T) {
 		t.Errorf("line without a span: %s", lines[1])
 	}
 }
+
+// TestBadSamplerLogged checks what docs/TRACING.md says of an invalid
+// OTEL_TRACES_SAMPLER: the SDK reports it to the handler Setup installs,
+// which logs it, and samples by its default.
+func TestBadSamplerLogged(t *testing.T) {
+	unreachable(t)
+	t.Setenv("OTEL_TRACES_SAMPLER", "sometimes")
+	var log syncBuffer
+	tp := setup(t, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&log, nil)))
+	if !strings.Contains(log.String(), "unsupported sampler") || !strings.Contains(log.String(), "sometimes") {
+		t.Errorf("log lacks the bad sampler:\n%s", log.String())
+	}
+	_, span := tp.Tracer("test").Start(context.Background(), "x")
+	if !span.SpanContext().IsSampled() {
+		t.Error("a root span is not sampled under the default sampler")
+	}
+	span.End()
+}
