@@ -128,7 +128,8 @@ $(GHZ):
 		github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 ## jaeger: Jaeger v2's all-in-one binary from the Go module proxy, built
-## once per version into .cache/jaeger/<module version>/ (a few minutes cold).
+## once per version into .cache/jaeger/<module version>/ (some 15 minutes
+## cold on two busy cores: it is a whole OpenTelemetry Collector).
 jaeger: $(JAEGER_DIR)/jaeger
 
 $(JAEGER_DIR)/jaeger:
