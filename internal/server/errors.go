@@ -28,7 +28,7 @@ const (
 	errNotFound         errorType = "not_found"              // 404: no such endpoint (never counted: not an inference route)
 	errLoadFailed       errorType = "load_failed"            // 400: a model load on request failed (repository extension; not counted)
 	errUnknownRequest   errorType = "unknown_request"        // 404: feedback for a request id no prediction waits for (not counted)
-	errUnavailable      errorType = "unavailable"            // 503: feedback while the prediction log's store cannot be read or written (not counted)
+	errUnavailable      errorType = "unavailable"            // 503: an inference request while the server starts and its models load; feedback while the prediction log's store cannot be read or written (not counted)
 	errUnauthorized     errorType = "unauthorized"           // 401: no valid bearer token (counted in modelwatch_http_auth_refused_total instead)
 	errForbidden        errorType = "forbidden"              // 403: the credential does not allow the endpoint on this listener (counted likewise)
 	errTimeout          errorType = "timeout"                // 504: --request-timeout passed

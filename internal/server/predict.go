@@ -29,6 +29,13 @@ type view struct {
 // that of a loaded model.
 func (s *Server) acquire(name, version string) (*view, *apiError) {
 	m, release, err := s.models.Acquire(name, version)
+	if err != nil && !s.ready.Load() && (errors.Is(err, model.ErrModelNotFound) || errors.Is(err, model.ErrVersionNotFound)) {
+		// Starting: the model may be one still loading. A load balancer
+		// that sent the request before /ready said so retries elsewhere.
+		e := newError(errUnavailable, "the server is starting and its models are still loading; retry shortly")
+		e.retryAfter = 1
+		return nil, e
+	}
 	if err != nil {
 		e := fromModelError(err)
 		if errors.Is(err, model.ErrVersionNotFound) {

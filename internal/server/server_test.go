@@ -518,6 +518,32 @@ func TestHealthReadyInfo(t *testing.T) {
 	}
 }
 
+// TestStartingAnswers503: before the server is ready a loaded model
+// answers, and one not (yet) loaded gets 503 with Retry-After, so that a
+// balancer that sent the request early retries it elsewhere; once ready,
+// an unknown model is 404.
+func TestStartingAnswers503(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.SetReady(false)
+	if rec := h.predict(`{"inputs": [` + fraudRow + `]}`); rec.Code != 200 {
+		t.Errorf("a loaded model while starting: %d %s", rec.Code, rec.Body)
+	}
+	rec := h.predict(`{"model_name": "loading", "inputs": [` + fraudRow + `]}`)
+	var e errorResponse
+	json.Unmarshal(rec.Body.Bytes(), &e)
+	if rec.Code != 503 || e.ErrorType != "unavailable" || rec.Header().Get("Retry-After") != "1" {
+		t.Errorf("a model not loaded while starting: %d %s, Retry-After %q", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	h.srv.SetReady(true)
+	if rec := h.predict(`{"model_name": "loading", "inputs": [` + fraudRow + `]}`); rec.Code != 404 {
+		t.Errorf("an unknown model once ready: %d %s", rec.Code, rec.Body)
+	}
+	s := h.snapshot()
+	if got := s[`model_prediction_errors_total{error_type="unavailable",model_name=""}`]; got != 1 {
+		t.Errorf("unavailable counted %v times, want 1", got)
+	}
+}
+
 // TestExemplarsAndNativeHistograms checks that latency observations carry the
 // request id as an exemplar, that the histograms are also native, and that
 // /metrics negotiates OpenMetrics.
