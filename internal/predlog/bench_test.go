@@ -17,10 +17,16 @@ import (
 // the record of a one-row request (8 features, 2 classes), with the writer
 // draining into a store that takes everything at once.
 func BenchmarkAppend(b *testing.B) {
-	for _, share := range []float64{1, 0} {
-		b.Run(fmt.Sprintf("sample=%v", share), func(b *testing.B) {
+	for _, c := range []struct {
+		share   float64
+		journal bool
+	}{{1, false}, {1, true}, {0, false}} {
+		b.Run(fmt.Sprintf("sample=%v/journal=%v", c.share, c.journal), func(b *testing.B) {
 			opts := predlog.DefaultOptions()
-			opts.Sample = share
+			opts.Sample = c.share
+			if c.journal {
+				opts.JournalDir = b.TempDir()
+			}
 			reg := prometheus.NewRegistry()
 			l, err := predlog.New(&predlogtest.Store{}, opts, reg)
 			if err != nil {

@@ -2,6 +2,7 @@ package predlog_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -103,16 +104,24 @@ func TestJournalDamagedTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.Append(request("whole", 2))
+	first.Append(request("cut", 1))
 	files := journalFiles(t, dir)
-	if len(files) != 1 {
-		t.Fatalf("journal files %v", files)
+	if len(files) == 0 {
+		t.Fatal("no journal segment")
 	}
-	f, err := os.OpenFile(files[0], os.O_APPEND|os.O_WRONLY, 0)
+	// The second frame loses its last byte, as a machine's crash in the
+	// middle of a copy would leave it.
+	b, err := os.ReadFile(files[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Write([]byte{200, 0, 0, 0, 1, 2, 3, 4, 5}) // a header and a part of a frame
-	f.Close()
+	n1 := int(binary.LittleEndian.Uint32(b))
+	n2 := int(binary.LittleEndian.Uint32(b[8+n1:]))
+	end := 8 + n1 + 8 + n2
+	b[end-1] ^= 0xff
+	if err := os.WriteFile(files[0], b, 0o640); err != nil {
+		t.Fatal(err)
+	}
 
 	s := openSQLite(t, filepath.Join(t.TempDir(), predlog.SQLiteFileName), predlog.SQLiteOptions{Retention: 100 * 365 * 24 * time.Hour})
 	opts.MaxDelay = 10 * time.Millisecond

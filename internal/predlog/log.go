@@ -97,6 +97,10 @@ type Log struct {
 	appended, finished uint64
 	progress           chan struct{}
 	journal            *Journal
+	// journalFailed says the journal's failure was logged.
+	journalFailed bool
+	// peak and quiet decide when a grown queue shrinks (shrinkIdle).
+	peak, quiet int
 	// leftover is what a previous process left in the journal.
 	leftover []Record
 	// kept counts the records Close's deadline interrupted that the
@@ -259,8 +263,8 @@ func (l *Log) Append(recs []Record) {
 		return
 	}
 	if l.journal != nil {
-		if err := l.journal.append(recs); err != nil && l.journal.failed == nil {
-			l.journal.failed = err
+		if err := l.journal.append(recs, l.appended); err != nil && !l.journalFailed {
+			l.journalFailed = true
 			l.log.Error("prediction log journal write failed; queued records are not kept on disk", "err", err)
 		}
 	}
@@ -305,6 +309,28 @@ func (l *Log) grow(need int) bool {
 	l.resize(min(size, l.opts.QueueSize))
 	return true
 }
+
+// shrinkIdle halves a grown queue once it has held less than a quarter of
+// its places for shrinkAfter takes in a row (about 10 s at the default
+// batch delay), so that a burst's memory goes back without the queue
+// growing and shrinking at every batch. Callers hold l.mu.
+func (l *Log) shrinkIdle() {
+	if len(l.buf) <= minQueue {
+		return
+	}
+	l.peak = max(l.peak, l.n+l.opts.BatchSize)
+	if l.peak >= len(l.buf)/4 {
+		l.quiet, l.peak = 0, 0
+		return
+	}
+	if l.quiet++; l.quiet >= shrinkAfter {
+		l.resize(max(len(l.buf)/2, minQueue))
+		l.quiet, l.peak = 0, 0
+	}
+}
+
+// shrinkAfter is the takes of a small queue after which it shrinks.
+const shrinkAfter = 100
 
 // resize moves the queue to a ring of size places. Callers hold l.mu.
 func (l *Log) resize(size int) {
@@ -354,9 +380,7 @@ func (l *Log) take(batch []Record) []Record {
 		}
 	}
 	l.n -= k
-	if l.n == 0 && len(l.buf) > minQueue {
-		l.resize(minQueue)
-	}
+	l.shrinkIdle()
 	return batch
 }
 
@@ -472,7 +496,9 @@ func (l *Log) run() {
 // flush writes every queued record, in batches.
 func (l *Log) flush(batch []Record) []Record {
 	for l.ctx.Err() == nil {
+		l.prepareJournal()
 		batch = l.take(batch[:0])
+		l.sealJournal()
 		if len(batch) == 0 {
 			break
 		}
@@ -484,6 +510,48 @@ func (l *Log) flush(batch []Record) []Record {
 		clear(batch)
 	}
 	return batch[:0]
+}
+
+// prepareJournal makes the journal's next segment ready before take
+// rotates to it, so that no file is created while appends wait for the lock.
+func (l *Log) prepareJournal() {
+	j := l.journal
+	if j == nil {
+		return
+	}
+	l.mu.Lock()
+	need := j.next == nil && j.failed == nil
+	seq := j.seq
+	if need {
+		j.seq++
+	}
+	l.mu.Unlock()
+	if !need {
+		return
+	}
+	m, err := j.newSegment(seq, segmentSize)
+	if err != nil {
+		l.log.Error("prediction log journal", "err", err)
+		return
+	}
+	l.mu.Lock()
+	j.next = &m
+	l.mu.Unlock()
+}
+
+// sealJournal cuts and closes the segments take rotated away from, outside
+// the lock.
+func (l *Log) sealJournal() {
+	if l.journal == nil {
+		return
+	}
+	l.mu.Lock()
+	ms := l.journal.unsealed
+	l.journal.unsealed = nil
+	l.mu.Unlock()
+	if err := sealAll(ms); err != nil {
+		l.log.Error("prediction log journal", "err", err)
+	}
 }
 
 // finish records that the write of n taken records is over.

@@ -69,7 +69,7 @@ func OpenSQLite(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, 
 	}
 	dsn := func(extra string) string {
 		return "file:" + (&url.URL{Path: path}).EscapedPath() +
-			"?_busy_timeout=10000&_auto_vacuum=incremental&_journal_mode=wal&_synchronous=normal&_pragma=wal_autocheckpoint(16384)" + extra
+			"?_busy_timeout=10000&_auto_vacuum=incremental&_journal_mode=wal&_synchronous=normal&_pragma=wal_autocheckpoint(16384)&_pragma=temp_store(memory)" + extra
 	}
 	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -181,5 +183,55 @@ func TestPredictionLogSampleAndStoreDown(t *testing.T) {
 	}
 	if n := b.snapshot()[`model_feedback_total{model_name="",model_version="",result="unknown_request"}`]; n != 0 {
 		t.Errorf("a label the store could not look up was counted unknown (%v)", n)
+	}
+}
+
+// BenchmarkPredictLog is the prediction log's cost on the request path:
+// POST /predict with model-quality monitoring (drift and feedback, as
+// BenchmarkPredict/quality) with the log off, and on with every request
+// logged: the records built, queued, and written to the journal (one
+// write(2) per request), the store discarding them, so that the writer's
+// own work (the store's, on another core or machine) is left out.
+func BenchmarkPredictLog(b *testing.B) {
+	for _, logged := range []bool{false, true} {
+		name := "off"
+		if logged {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			t := &testing.T{}
+			h := newHarness(t, func(o *Options) {
+				o.Now = time.Now
+				o.MaxBodyBytes = 1 << 20
+				o.MaxBatchRows = 1024
+				o.Feedback = feedback.New(feedback.Options{}, o.Metrics.FeedbackTotal, o.Metrics.LabelledRows)
+				if logged {
+					opts := predlog.DefaultOptions()
+					opts.PruneInterval = -1
+					opts.JournalDir = b.TempDir()
+					l, err := predlog.New(&predlogtest.Store{}, opts, prometheus.NewRegistry())
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { l.Close(context.Background()) })
+					o.PredictionLog = l
+				}
+			})
+			for _, rows := range []int{1, 64} {
+				body := `{"inputs": [` + strings.TrimSuffix(strings.Repeat(safeRow+",", rows), ",") + `]}`
+				b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+					b.ReportAllocs()
+					for b.Loop() {
+						req := httptest.NewRequest(http.MethodPost, "/predict", strings.NewReader(body))
+						req.Header.Set("Content-Type", "application/json")
+						rec := httptest.NewRecorder()
+						h.srv.ServeHTTP(rec, req)
+						if rec.Code != 200 {
+							b.Fatalf("status %d: %s", rec.Code, rec.Body)
+						}
+					}
+				})
+			}
+		})
 	}
 }
