@@ -335,6 +335,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 // log (if the shutdown has not) and then the store.
 func openPredictionLog(ctx context.Context, cfg config.Config, reg prometheus.Registerer, logger *slog.Logger) (*predlog.Log, func(), error) {
 	sc := cfg.PredictionLogStore()
+	sc.Logger = logger
 	if sc.Off() {
 		logger.Info("prediction log off: labels join predictions kept in memory on this replica only")
 		return nil, func() {}, nil

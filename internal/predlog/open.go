@@ -3,6 +3,7 @@ package predlog
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type StoreConfig struct {
 	MaxBytes int64
 	// SpoolMaxBytes bounds the PostgreSQL store's spool (default 1 GiB).
 	SpoolMaxBytes int64
+	// Logger receives what happens while a PostgreSQL database that could
+	// not be reached at start is retried (default: discarded).
+	Logger *slog.Logger
 }
 
 // DefaultSpoolMaxBytes is the spool's bound unless configured.
@@ -86,7 +90,9 @@ func redact(v string) string {
 
 // OpenStore opens the configured store and, for PostgreSQL, its spool
 // (nil for the embedded store, whose file is local). With the log off it
-// returns nil, nil, nil.
+// returns nil, nil, nil. A PostgreSQL database that does not answer is not
+// an error: the store connects in the background, and until then the Log
+// spools (a bad URL, or a database that refuses the connection, is).
 func OpenStore(ctx context.Context, c StoreConfig) (Store, *Spool, error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
@@ -110,7 +116,11 @@ func OpenStore(ctx context.Context, c StoreConfig) (Store, *Spool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := OpenPostgres(ctx, c.Store, PostgresOptions{Retention: c.Retention})
+	logger := c.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := openPostgresEventually(ctx, c.Store, PostgresOptions{Retention: c.Retention}, logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", redact(c.Store), err)
 	}

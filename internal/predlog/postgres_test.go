@@ -330,3 +330,40 @@ func TestPostgresLabelsCountOnce(t *testing.T) {
 		t.Fatalf("rows counted newly labelled across replicas = %d, want 100", got)
 	}
 }
+
+// TestOpenStorePostgresDown: a database that does not answer at start does
+// not stop the replica: the store connects when the database comes, and
+// until then fails with ErrNotConnected, so that the Log spools. A bad URL
+// and a database that refuses the connection still fail at once.
+func TestOpenStorePostgresDown(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	pg.Stop()
+	s, spool, err := predlog.OpenStore(ctx, predlog.StoreConfig{Store: pg.DSN(), DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("OpenStore with the database down: %v", err)
+	}
+	defer s.Close()
+	opts := predlog.DefaultOptions()
+	opts.Spool = spool
+	opts.ReplayInterval = 100 * time.Millisecond
+	opts.Retries = 1
+	l, reg := newLog(t, s, opts)
+	l.Append(request("while-down", 2))
+	waitFor(t, "the records spooled", func() bool { return metricValue(t, reg, "model_prediction_log_spooled_total")() == 2 })
+	if _, err := s.Lookup(ctx, "while-down"); !errors.Is(err, predlog.ErrNotConnected) {
+		t.Fatalf("Lookup before connecting = %v, want ErrNotConnected", err)
+	}
+	pg.Start()
+	waitFor(t, "the spool replayed once connected", func() bool {
+		ps, err := s.Lookup(ctx, "while-down")
+		return err == nil && len(ps) == 2
+	})
+
+	for _, dsn := range []string{"postgres://x:y@127.0.0.1:%zz/db", strings.Replace(pg.DSN(), "/postgres?", "/nope?", 1)} {
+		if s, _, err := predlog.OpenStore(ctx, predlog.StoreConfig{Store: dsn, DataDir: t.TempDir()}); err == nil {
+			s.Close()
+			t.Errorf("OpenStore(%s) succeeded; want an error at once", dsn)
+		}
+	}
+}
