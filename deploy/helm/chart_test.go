@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/action"
@@ -254,19 +255,23 @@ func TestDefaultValues(t *testing.T) {
 	if env := c.Env; len(env) != 1 || env[0].Name != "GOMEMLIMIT" || env[0].Value != "2611MiB" {
 		t.Errorf("env %+v, want GOMEMLIMIT at 85%% of the 3Gi limit, 2611MiB", env)
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/tmp" {
-		t.Errorf("default mounts %+v, want only /tmp", c.VolumeMounts)
+	if len(c.VolumeMounts) != 2 || c.VolumeMounts[0].MountPath != "/tmp" || c.VolumeMounts[1].MountPath != "/var/lib/modelwatch" {
+		t.Errorf("default mounts %+v, want /tmp and the data directory", c.VolumeMounts)
 	}
 	wantArgs := []string{"serve", "--listen-address=:8000", "--log-format=json", "--shutdown-timeout=20s", "--embedded-model=true", "--gpu-metrics=auto",
-		"--max-connections=4096", "--admin-listen-address=127.0.0.1:9001"}
+		"--max-connections=4096", "--admin-listen-address=127.0.0.1:9001", "--data-dir=/var/lib/modelwatch", "--prediction-log=embedded",
+		"--prediction-log-sample=1", "--prediction-log-retention=720h"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("default args\n%q, want\n%q", c.Args, wantArgs)
 	}
 	if cfg.AdminListenAddress != "127.0.0.1:9001" || cfg.MaxConnections != 4096 || cfg.TokenFile != "" || cfg.InferenceAuth || cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		t.Errorf("default config: admin %q, max connections %d, token file %q, inference auth %v, TLS %q %q", cfg.AdminListenAddress, cfg.MaxConnections, cfg.TokenFile, cfg.InferenceAuth, cfg.TLSCertFile, cfg.TLSKeyFile)
 	}
-	if v := d.Spec.Template.Spec.Volumes; len(v) != 1 || v[0].Name != "tmp" {
-		t.Errorf("default volumes %+v, want only tmp", v)
+	if v := d.Spec.Template.Spec.Volumes; len(v) != 2 || v[0].Name != "tmp" || v[1].Name != "data" || v[1].EmptyDir == nil || v[1].EmptyDir.SizeLimit.String() != "8Gi" {
+		t.Errorf("default volumes %+v, want tmp and an 8Gi emptyDir for data", v)
+	}
+	if cfg.DataDir != "/var/lib/modelwatch" || cfg.PredictionLog != "embedded" || cfg.PredictionLogSample != 1 || cfg.PredictionLogRetention != 720*time.Hour {
+		t.Errorf("default prediction log: data dir %q, store %q, sample %v, retention %v", cfg.DataDir, cfg.PredictionLog, cfg.PredictionLogSample, cfg.PredictionLogRetention)
 	}
 }
 
@@ -569,6 +574,32 @@ func TestSecurity(t *testing.T) {
 		cfg := serveConfig(t, r.deployments[0].Spec.Template.Spec.Containers[0].Args)
 		if cfg.AdminListenAddress != "127.0.0.1:7000" || cfg.MaxConnections != 20000 || cfg.ListenAddress != ":8080" {
 			t.Errorf("admin %q, max connections %d, listen %q; want 127.0.0.1:7000, 20000, :8080", cfg.AdminListenAddress, cfg.MaxConnections, cfg.ListenAddress)
+		}
+	})
+	t.Run("prediction log on a shared PostgreSQL", func(t *testing.T) {
+		r := mustRender(t, "modelwatch", "ml", values(t, "predictionLog: {store: postgres, postgres: {existingSecret: predlog-db}, sample: 0.25, retention: 2160h}\ndataVolume: {persistentVolumeClaim: {claimName: state}}"))
+		checkRelease(t, r)
+		c := r.deployments[0].Spec.Template.Spec.Containers[0]
+		cfg := serveConfig(t, c.Args)
+		// The URL comes from the Secret, so the flag keeps its default
+		// here and the environment sets it in the pod.
+		if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--prediction-log=") }) || cfg.PredictionLogSample != 0.25 || cfg.PredictionLogRetention != 2160*time.Hour {
+			t.Errorf("args %q: want no --prediction-log, sample 0.25, retention 2160h", c.Args)
+		}
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MODELWATCH_PREDICTION_LOG" })
+		if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.SecretKeyRef == nil || c.Env[i].ValueFrom.SecretKeyRef.Name != "predlog-db" || c.Env[i].ValueFrom.SecretKeyRef.Key != "url" {
+			t.Errorf("env %+v: want MODELWATCH_PREDICTION_LOG from Secret predlog-db, key url", c.Env)
+		}
+		if v := r.deployments[0].Spec.Template.Spec.Volumes; len(v) != 2 || v[1].PersistentVolumeClaim == nil || v[1].PersistentVolumeClaim.ClaimName != "state" {
+			t.Errorf("volumes %+v: want the data directory on claim state", v)
+		}
+		if _, err := render(t, "modelwatch", "ml", values(t, "predictionLog: {store: postgres}")); err == nil || !strings.Contains(err.Error(), "predictionLog.store postgres needs predictionLog.postgres.existingSecret") {
+			t.Errorf("store postgres without a Secret rendered (err %v)", err)
+		}
+		for _, bad := range []string{"predictionLog: {store: sqlite}", "predictionLog: {sample: 2}", "predictionLog: {retention: 30d}"} {
+			if _, err := render(t, "modelwatch", "ml", values(t, bad)); err == nil || !strings.Contains(err.Error(), "schema") {
+				t.Errorf("%s rendered (err %v)", bad, err)
+			}
 		}
 	})
 	t.Run("inference auth without tokens is refused", func(t *testing.T) {
