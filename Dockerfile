@@ -27,12 +27,16 @@ RUN curl -fsSL -o /tmp/ort.tgz \
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin modelwatch \
- && mkdir -p /models && chown modelwatch /models
+ && mkdir -p /models /var/lib/modelwatch && chown modelwatch /models /var/lib/modelwatch
 COPY --from=onnxruntime /opt/onnxruntime/lib /opt/onnxruntime/lib
 COPY --from=build /out/modelwatch /usr/local/bin/modelwatch
 ENV MODELWATCH_ONNXRUNTIME_LIBRARY=/opt/onnxruntime/lib/libonnxruntime.so \
     MODELWATCH_LISTEN_ADDRESS=:8000 \
+    MODELWATCH_DATA_DIR=/var/lib/modelwatch \
     MODELWATCH_LOG_FORMAT=json
+# The prediction log, its journal and spool: mount a volume here to keep
+# them across containers.
+VOLUME /var/lib/modelwatch
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["curl", "-fsS", "http://127.0.0.1:8000/health"]

@@ -72,7 +72,7 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	}
-	for svc, dir := range map[string]string{"prometheus": "/prometheus", "grafana": "/var/lib/grafana", "alertmanager": "/alertmanager"} {
+	for svc, dir := range map[string]string{"prometheus": "/prometheus", "grafana": "/var/lib/grafana", "alertmanager": "/alertmanager", "modelwatch": "/var/lib/modelwatch"} {
 		if !mounts[svc][dir] || !isNamedVolume(project.Services[svc], dir) {
 			t.Errorf("%s keeps its data in %s: it must be a named volume", svc, dir)
 		}
@@ -362,6 +362,11 @@ func TestDockerfile(t *testing.T) {
 	}
 	if env := regexp.MustCompile(`MODELWATCH_ONNXRUNTIME_LIBRARY=(\S+)`).FindStringSubmatch(df); env == nil || !strings.HasPrefix(env[1], "/opt/onnxruntime/lib/") {
 		t.Errorf("the image does not point modelwatch at its ONNX Runtime: %v", env)
+	}
+	// The data directory is the image's volume, owned by the user it runs as.
+	if !strings.Contains(df, "MODELWATCH_DATA_DIR=/var/lib/modelwatch") || !strings.Contains(df, "VOLUME /var/lib/modelwatch") ||
+		!regexp.MustCompile(`chown modelwatch [^\n]*/var/lib/modelwatch`).MatchString(df) {
+		t.Error("the image does not keep --data-dir in a volume at /var/lib/modelwatch owned by its user")
 	}
 }
 
