@@ -55,5 +55,22 @@
 // counted in model_prediction_log_dropped_total by reason. With PostgreSQL,
 // batches that cannot be written while it is down wait in a Spool on local
 // disk and are replayed when it is back; writes are idempotent on
-// (request_id, row_index), so a replay never stores a record twice.
+// (request_id, row_index), so a replay never stores a record twice. A
+// PostgreSQL database that does not answer at start is connected to in the
+// background while the spool fills.
+//
+// A Journal on local disk (a file mapped into memory) holds every queued
+// record from the moment Append returns until its batch is written, so a
+// process killed with SIGKILL loses none of the predictions it answered: the
+// next start on the same directory writes them first.
+//
+// # Labels
+//
+// The server looks a label's request up in the store (Lookup), checks it
+// against the prediction, and writes it with WriteLabels, which labels a row
+// only if it has no label yet and says which rows it labelled: the replica
+// whose write labelled a row counts it in its metrics, so that a label sent
+// twice, or to two replicas at once, is counted once across the fleet. A
+// label that reaches the replica that made the prediction before the
+// prediction's batch is written waits for it (Log.Sync).
 package predlog

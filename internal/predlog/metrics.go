@@ -14,10 +14,11 @@ const (
 	DropStoreError = "store_error"
 	// DropSpoolFull: the store was down and the spool had no room left.
 	DropSpoolFull = "spool_full"
-	// DropSpoolCorrupt: a spooled batch could not be read back.
+	// DropSpoolCorrupt: a spooled batch, or a journal frame cut short by a
+	// machine's crash, could not be read back.
 	DropSpoolCorrupt = "spool_corrupt"
 	// DropShutdown: the log was closed, or Close's deadline passed before
-	// the record was written.
+	// the record was written and no journal keeps it for the next start.
 	DropShutdown = "shutdown"
 	// DropRejected: the store refused the batch's data (ErrRejected).
 	DropRejected = "rejected"
