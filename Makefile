@@ -157,6 +157,9 @@ race:
 
 nocgo:
 	CGO_ENABLED=0 $(GO) build -o /dev/null ./...
+	# The server builds where users run it: macOS, and Windows (no journal there).
+	CGO_ENABLED=0 GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/modelwatch
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/modelwatch
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodePredict$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./internal/server

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -123,14 +122,7 @@ func (j *Journal) newSegment(seq uint64, size int) (mapped, error) {
 	if err != nil {
 		return mapped{}, fmt.Errorf("prediction log journal: %w", err)
 	}
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(size)); err != nil {
-		// A file system without fallocate: a sparse file does too.
-		if err := f.Truncate(int64(size)); err != nil {
-			f.Close()
-			return mapped{}, fmt.Errorf("prediction log journal: %w", err)
-		}
-	}
-	mem, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+	mem, err := mapFile(f, size)
 	if err != nil {
 		f.Close()
 		return mapped{}, fmt.Errorf("prediction log journal: %w", err)
@@ -140,7 +132,7 @@ func (j *Journal) newSegment(seq uint64, size int) (mapped, error) {
 
 // seal cuts a segment to what it holds, unmaps and closes it.
 func (m mapped) seal() error {
-	err := syscall.Munmap(m.mem)
+	err := unmap(m.mem)
 	if terr := m.file.Truncate(int64(m.off)); err == nil {
 		err = terr
 	}

@@ -171,7 +171,11 @@ func New(store Store, opts Options, reg prometheus.Registerer) (*Log, error) {
 	var corrupt int
 	if opts.JournalDir != "" {
 		var err error
-		if l.journal, l.leftover, corrupt, err = OpenJournal(opts.JournalDir); err != nil {
+		l.journal, l.leftover, corrupt, err = OpenJournal(opts.JournalDir)
+		if errors.Is(err, errors.ErrUnsupported) {
+			l.log.Warn("prediction log: no journal on this system; a killed process loses the records still queued")
+			l.journal = nil
+		} else if err != nil {
 			cancel()
 			return nil, err
 		}
