@@ -25,6 +25,7 @@ import (
 	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
+	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
 	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
 	"github.com/modelwatch/modelwatch/internal/testenv"
@@ -191,7 +192,7 @@ func stack(t *testing.T, v prometheustest.Version, lib string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpuReg.MustRegister(c)
+	gpuReg.MustRegister(metrics.SelfReporting("gpu", c, nil)) // as gpu.Open registers it
 	gpuTarget := httptest.NewServer(promhttp.HandlerFor(gpuReg, promhttp.HandlerOpts{}))
 	defer gpuTarget.Close()
 

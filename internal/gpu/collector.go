@@ -187,10 +187,19 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // while a reading older than the timeout is still running, further scrapes
 // export no GPU metrics and return at once.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if err := c.CollectErr(ch); err != nil {
+		c.log.Warn("GPU metrics skipped", "err", err)
+	}
+}
+
+// CollectErr is Collect that says why it exported no GPU metrics: NVML did
+// not answer within the timeout, or an earlier reading still has not
+// returned. metrics.SelfReporting turns it into
+// modelwatch_collector_success{collector="gpu"} 0.
+func (c *Collector) CollectErr(ch chan<- prometheus.Metric) error {
 	r, hung := c.join()
 	if hung {
-		c.log.Warn("GPU metrics skipped: an earlier NVML reading has not returned", "started", r.started)
-		return
+		return fmt.Errorf("an NVML reading started %s ago has not returned", time.Since(r.started).Round(time.Millisecond))
 	}
 	wait := time.NewTimer(c.timeout - time.Since(r.started))
 	defer wait.Stop()
@@ -199,8 +208,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range r.metrics {
 			ch <- m
 		}
+		return nil
 	case <-wait.C:
-		c.log.Warn("GPU metrics skipped: NVML did not answer in time", "timeout", c.timeout)
+		return fmt.Errorf("NVML did not answer within %s", c.timeout)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
+	"github.com/modelwatch/modelwatch/internal/metrics"
 )
 
 const ourPID = 4242
@@ -206,16 +207,38 @@ func TestCollectIsBoundedInTime(t *testing.T) {
 		<-release
 		return nvml.Utilization{Gpu: 1}, nvml.SUCCESS
 	}
-	c, err := NewCollector(s, ourPID, 50*time.Millisecond, nil)
+	c, err := NewCollector(s, ourPID, 50*time.Millisecond, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// As the server registers it: reporting on itself.
+	reporting := metrics.SelfReporting("gpu", c, nil)
+	success := func() float64 {
+		t.Helper()
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(reporting)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "modelwatch_collector_success" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no modelwatch_collector_success")
+		return -1
 	}
 	if n := testutil.CollectAndCount(c); n != 0 {
 		t.Errorf("a hung NVML call gave %d series", n)
 	}
-	// While the hung reading is outstanding, scrapes skip NVML at once.
+	// While the hung reading is outstanding, scrapes skip NVML at once, and
+	// say so: the GPU is not gone, its collector failed.
 	if n := testutil.CollectAndCount(c); n != 0 {
 		t.Errorf("%d series while NVML hangs", n)
+	}
+	if got := success(); got != 0 {
+		t.Errorf("modelwatch_collector_success{collector=\"gpu\"} = %v while NVML hangs, want 0", got)
 	}
 	close(release)
 	deadline := time.Now().Add(10 * time.Second)
@@ -224,6 +247,9 @@ func TestCollectIsBoundedInTime(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(c, "gpu_utilization_percent"); n != 1 {
 		t.Errorf("after NVML recovered: %d series", n)
+	}
+	if got := success(); got != 1 {
+		t.Errorf("modelwatch_collector_success{collector=\"gpu\"} = %v after NVML recovered, want 1", got)
 	}
 }
 

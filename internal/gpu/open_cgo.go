@@ -10,6 +10,8 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelwatch/modelwatch/internal/metrics"
 )
 
 // BuiltIn reports whether this binary can read GPUs.
@@ -54,5 +56,8 @@ func open(lib nvml.Interface, mode Mode, timeout time.Duration, log *slog.Logger
 		}
 		return nil, func() {}, fmt.Sprintf("NVML failed: %v", err), nil
 	}
-	return c, func() { c.Close(); shutdown() }, fmt.Sprintf("%d GPUs, driver %s", c.Devices(), c.driver), nil
+	// The collector reports on itself: an NVML that hangs shows as
+	// modelwatch_collector_success{collector="gpu"} 0, not as no GPU.
+	reporting := metrics.SelfReporting("gpu", c, func(_ string, err error) { log.Warn("GPU metrics skipped", "err", err) })
+	return reporting, func() { c.Close(); shutdown() }, fmt.Sprintf("%d GPUs, driver %s", c.Devices(), c.driver), nil
 }
