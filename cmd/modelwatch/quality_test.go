@@ -80,6 +80,8 @@ func TestFeedbackAccuracy(t *testing.T) {
 		`model_feedback_total{model_name="fraud_model",model_version="v1",result="correct"}`:   float64(correct),
 		`model_feedback_total{model_name="fraud_model",model_version="v1",result="incorrect"}`: float64(12 - correct),
 		`model_feedback_total{model_name="",model_version="",result="unknown_request"}`:        1,
+		`modelwatch_collector_success{collector="feedback"}`:                                   1,
+		`modelwatch_collector_success{collector="drift"}`:                                      1,
 	} {
 		if s[k] != v {
 			t.Errorf("%s = %v, want %v", k, s[k], v)

@@ -171,11 +171,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 	monitor := drift.NewMonitor(drift.Options{Window: cfg.DriftWindow, MinSamples: cfg.DriftMinSamples, MaxFeatures: cfg.DriftMaxFeatures})
-	reg.MustRegister(monitor)
+	reg.MustRegister(metrics.SelfReporting("drift", metrics.Infallible(monitor), nil))
 	var store *feedback.Store
 	if cfg.FeedbackMaxEntries > 0 {
 		store = feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal, met.LabelledRows)
-		reg.MustRegister(store)
+		reg.MustRegister(metrics.SelfReporting("feedback", metrics.Infallible(store), nil))
 	}
 	plog, closeLog, err := openPredictionLog(ctx, cfg, reg, logger)
 	if err != nil {

@@ -14,29 +14,30 @@ type FallibleCollector interface {
 	CollectErr(ch chan<- prometheus.Metric) error
 }
 
-var (
-	descCollectorSuccess = prometheus.NewDesc("modelwatch_collector_success",
-		"1 when the collector's last collection read everything, 0 when it failed or gave up (an NVML call that hung).",
-		[]string{"collector"}, nil)
-	descCollectorDuration = prometheus.NewDesc("modelwatch_collector_duration_seconds",
-		"Time the collector's last collection took.",
-		[]string{"collector"}, nil)
-)
 
 // selfReporting wraps a collector, as node_exporter's
 // node_scrape_collector_success and _duration_seconds do, so that a
 // collector that fails says so instead of its series just vanishing.
 type selfReporting struct {
-	name string
-	c    FallibleCollector
-	log  func(name string, err error)
+	name              string
+	c                 FallibleCollector
+	log               func(name string, err error)
+	success, duration *prometheus.Desc
 }
 
 // SelfReporting returns c as a prometheus.Collector that also exports
 // modelwatch_collector_success and modelwatch_collector_duration_seconds
 // with collector=name, and passes each failure to log (which may be nil).
 func SelfReporting(name string, c FallibleCollector, log func(name string, err error)) prometheus.Collector {
-	return &selfReporting{name: name, c: c, log: log}
+	// collector is a constant label: each wrapped collector describes
+	// series of its own, which a registry takes beside the others'.
+	labels := prometheus.Labels{"collector": name}
+	return &selfReporting{name: name, c: c, log: log,
+		success: prometheus.NewDesc("modelwatch_collector_success",
+			"1 when the collector's last collection read everything, 0 when it failed or gave up (an NVML call that hung).", nil, labels),
+		duration: prometheus.NewDesc("modelwatch_collector_duration_seconds",
+			"Time the collector's last collection took.", nil, labels),
+	}
 }
 
 // Infallible adapts a collector that cannot fail.
@@ -51,8 +52,8 @@ func (i infallible) CollectErr(ch chan<- prometheus.Metric) error {
 
 // Describe implements prometheus.Collector.
 func (s *selfReporting) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descCollectorSuccess
-	ch <- descCollectorDuration
+	ch <- s.success
+	ch <- s.duration
 	s.c.Describe(ch)
 }
 
@@ -67,6 +68,6 @@ func (s *selfReporting) Collect(ch chan<- prometheus.Metric) {
 			s.log(s.name, err)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descCollectorSuccess, prometheus.GaugeValue, success, s.name)
-	ch <- prometheus.MustNewConstMetric(descCollectorDuration, prometheus.GaugeValue, time.Since(start).Seconds(), s.name)
+	ch <- prometheus.MustNewConstMetric(s.success, prometheus.GaugeValue, success)
+	ch <- prometheus.MustNewConstMetric(s.duration, prometheus.GaugeValue, time.Since(start).Seconds())
 }

@@ -54,4 +54,12 @@ modelwatch_collector_success{collector="gpu"} S
 	if problems, err := testutil.CollectAndLint(SelfReporting("drift", Infallible(f.g), nil)); err != nil || len(problems) != 0 {
 		t.Errorf("lint: %v %v", err, problems)
 	}
+	// Several wrapped collectors in one registry.
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(SelfReporting("drift", Infallible(prometheus.NewGauge(prometheus.GaugeOpts{Name: "other", Help: "h"})), nil)); err != nil {
+		t.Fatalf("a second self-reporting collector: %v", err)
+	}
 }
