@@ -248,6 +248,13 @@ func quantile(q float64, cur map[string]float64, delta func(string) float64, pre
 		}
 		return 0
 	})
+	// Bucket increases can go down from one bucket to the next (a reload
+	// resets a histogram's buckets one at a time between two readings):
+	// as histogram_quantile does, each bucket counts at least what the
+	// buckets below it count.
+	for i := 1; i < len(bs); i++ {
+		bs[i].count = max(bs[i].count, bs[i-1].count)
+	}
 	total := bs[len(bs)-1].count // the +Inf bucket, or the largest
 	if total == 0 {
 		return 0
