@@ -5,12 +5,12 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +19,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 )
 
 // Tool finds a command-line tool. A missing one skips the test, except under
@@ -214,41 +218,30 @@ type Sample struct {
 	Value  float64
 }
 
-// Query runs an instant query and returns its vector; a query Prometheus
-// refuses is an error.
+// Query runs an instant query, through client_golang's Prometheus API
+// client, and returns its vector; a query Prometheus refuses is an error.
 func (p *Prometheus) Query(expr string) ([]Sample, error) {
-	resp, err := http.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape(expr))
+	client, err := api.NewClient(api.Config{Address: p.URL})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	val, _, _, err := promv1.NewAPI(client).Query(ctx, expr, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", expr, err)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return nil, err
+	vec, ok := val.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("%s: a %s, not a vector", expr, val.Type())
 	}
-	if r.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", expr, r.Error)
-	}
-	if r.Data.ResultType != "vector" {
-		return nil, fmt.Errorf("%s: a %s, not a vector", expr, r.Data.ResultType)
-	}
-	out := make([]Sample, 0, len(r.Data.Result))
-	for _, s := range r.Data.Result {
-		v, err := strconv.ParseFloat(fmt.Sprint(s.Value[1]), 64)
-		if err != nil {
-			return nil, err
+	out := make([]Sample, 0, len(vec))
+	for _, s := range vec {
+		labels := make(map[string]string, len(s.Metric))
+		for k, v := range s.Metric {
+			labels[string(k)] = string(v)
 		}
-		out = append(out, Sample{Labels: s.Metric, Value: v})
+		out = append(out, Sample{Labels: labels, Value: float64(s.Value)})
 	}
 	return out, nil
 }
