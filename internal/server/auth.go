@@ -32,10 +32,6 @@ const (
 // file may have.
 const MinTokenLength = 16
 
-// tokenCheckInterval is how often, at most, a request makes the token file
-// be read again to see whether it changed.
-const tokenCheckInterval = time.Second
-
 // Tokens is a set of bearer tokens read from a file and read again when the
 // file changes, without a restart. The file's tokens are kept as SHA-256
 // sums: a presented token is hashed and looked up by its sum, so that no
@@ -55,10 +51,10 @@ type Tokens struct {
 	onReload func(err error)
 	now      func() time.Time
 
-	set       atomic.Pointer[tokenSet]
-	nextCheck atomic.Int64 // unix nanoseconds
-	mu        sync.Mutex   // held while the file is read
-	raw       []byte
+	set   atomic.Pointer[tokenSet]
+	check recheck
+	mu    sync.Mutex // held while the file is read
+	raw   []byte
 	// failed is what was last refused (the contents, or the error that
 	// kept the file from being read), so that a broken file is logged and
 	// counted once, not at every read.
@@ -106,7 +102,7 @@ func LoadTokens(path string, logger *slog.Logger, onReload func(error)) (*Tokens
 	}
 	t.raw = raw
 	t.set.Store(set)
-	t.nextCheck.Store(t.now().Add(tokenCheckInterval).UnixNano())
+	t.check.read(t.now())
 	return t, nil
 }
 
@@ -158,7 +154,7 @@ func parseTokens(raw []byte) (*tokenSet, error) {
 // current returns the tokens in force at now, reading the file again first
 // when the last read is more than a second older.
 func (t *Tokens) current(now time.Time) *tokenSet {
-	if next := t.nextCheck.Load(); now.UnixNano() >= next && t.nextCheck.CompareAndSwap(next, now.Add(tokenCheckInterval).UnixNano()) {
+	if t.check.due(now) {
 		t.reload()
 	}
 	return t.set.Load()

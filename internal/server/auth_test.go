@@ -84,7 +84,7 @@ func TestTokensReloadWhenTheFileChanges(t *testing.T) {
 	}
 	clock := time.Now()
 	tokens.now = func() time.Time { return clock }
-	tokens.nextCheck.Store(clock.Add(tokenCheckInterval).UnixNano())
+	tokens.check.read(clock)
 
 	check := func(tok string, want Scope, wantOK bool) {
 		t.Helper()

@@ -11,10 +11,6 @@ import (
 	"time"
 )
 
-// certCheckInterval is how often, at most, a TLS handshake makes the
-// certificate files be read again to see whether they changed.
-const certCheckInterval = time.Second
-
 // Certificate is a TLS certificate and key read from PEM files and read
 // again when they change, so that a renewed certificate is served without a
 // restart. It is safe for concurrent use.
@@ -25,8 +21,8 @@ type Certificate struct {
 	now               func() time.Time
 
 	cert            atomic.Pointer[tls.Certificate]
-	nextCheck       atomic.Int64 // unix nanoseconds
-	mu              sync.Mutex   // held while the files are read
+	check           recheck
+	mu              sync.Mutex // held while the files are read
 	rawCert, rawKey []byte
 	// failed is what was last refused (the contents, or the errors that
 	// kept the files from being read), so that a broken renewal is logged
@@ -50,7 +46,7 @@ func LoadCertificate(certFile, keyFile string, logger *slog.Logger, onReload fun
 	}
 	c.rawCert, c.rawKey = rawCert, rawKey
 	c.cert.Store(cert)
-	c.nextCheck.Store(c.now().Add(certCheckInterval).UnixNano())
+	c.check.read(c.now())
 	return c, nil
 }
 
@@ -81,7 +77,7 @@ func keyPair(certFile, keyFile string, rawCert []byte, errC error, rawKey []byte
 // more than a second old. A renewal that cannot be read or does not form a
 // key pair is logged and the previous certificate goes on being served.
 func (c *Certificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	if next := c.nextCheck.Load(); c.now().UnixNano() >= next && c.nextCheck.CompareAndSwap(next, c.now().Add(certCheckInterval).UnixNano()) {
+	if c.check.due(c.now()) {
 		c.reload()
 	}
 	return c.cert.Load(), nil
