@@ -14,6 +14,8 @@ import (
 	"math"
 	"slices"
 	"sort"
+
+	"github.com/modelwatch/modelwatch/internal/model"
 )
 
 // Profile is the training-data profile of one model version.
@@ -207,7 +209,7 @@ const (
 	// profile command writes at most 99.
 	MaxProfileEdges = 1_000
 	// MaxProfileClasses bounds the classes of a classifier's profile.
-	MaxProfileClasses = 10_000
+	MaxProfileClasses = model.MaxClasses
 	// MaxProfileBins bounds the bins of a whole profile: every feature's,
 	// missing-value bins included, and the prediction's and confidence's.
 	MaxProfileBins = 1 << 19

@@ -125,7 +125,7 @@ const (
 	MaxConfigBytes = 1 << 20
 	// MaxConfigClasses bounds the classes a config.yaml may name, as the
 	// runtimes bound the classes of a model file.
-	MaxConfigClasses = 10_000
+	MaxConfigClasses = MaxClasses
 	// MaxConfigSpecific bounds the versions version_policy.specific lists.
 	MaxConfigSpecific = 10_000
 	// MaxQueueCapacity bounds dynamic_batching.queue_capacity, whose queue

@@ -26,6 +26,11 @@ type Model interface {
 	Close() error
 }
 
+// MaxClasses bounds the classes of a model, as every runtime reads them
+// from a model file, a config.yaml names them, and a training profile
+// lists them: the metric series per class stay bounded.
+const MaxClasses = 10_000
+
 // Metadata describes a model version's inputs and outputs.
 type Metadata struct {
 	// Name and Version identify the model, as a request names it.

@@ -16,7 +16,7 @@ import (
 // Bounds on what a model file may declare, beyond the bound of its own size
 // (every array is read from the file's tokens, so none outgrows the file).
 const (
-	maxClasses  = 10_000
+	maxClasses  = model.MaxClasses
 	maxFeatures = 1_000_000
 )
 

@@ -29,7 +29,7 @@ const (
 	// one name per feature ("f0", "f1", ...), whatever the trees use.
 	MaxFeatures = 100_000
 	// MaxClasses bounds num_class.
-	MaxClasses = 10_000
+	MaxClasses = model.MaxClasses
 )
 
 // Parse reads an XGBoost model saved as JSON or UBJSON, recognising the
