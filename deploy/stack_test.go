@@ -25,8 +25,8 @@ import (
 	"github.com/modelwatch/modelwatch/deploy/internal/prometheustest"
 	"github.com/modelwatch/modelwatch/internal/gpu"
 	"github.com/modelwatch/modelwatch/internal/gpu/gputest"
-	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/loadgen"
+	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model/onnx/onnxtest"
 	"github.com/modelwatch/modelwatch/internal/testenv"
 )

@@ -14,7 +14,6 @@ type FallibleCollector interface {
 	CollectErr(ch chan<- prometheus.Metric) error
 }
 
-
 // selfReporting wraps a collector, as node_exporter's
 // node_scrape_collector_success and _duration_seconds do, so that a
 // collector that fails says so instead of its series just vanishing.
