@@ -75,12 +75,24 @@ func spanNames(route string) map[string]string {
 	return names
 }
 
+// serverKind is the option of every request's span, made once.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // startSpan starts the server span of a request on route: it continues the
 // trace of the caller's traceparent and tracestate (the propagator's
 // headers) or starts one, at start. A span that records gets the request's
 // attributes and its traceparent goes back in the answer's headers.
+//
+// The attributes are set after the sampler's decision rather than given to
+// it: the samplers OTEL_TRACES_SAMPLER offers (always_on, always_off,
+// traceidratio and their parentbased_ forms) never read them, and a
+// request that is not sampled then costs no attribute at all.
 func (s *Server) startSpan(w http.ResponseWriter, r *http.Request, route, name string, start time.Time, requestID string) (context.Context, trace.Span) {
 	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := s.tracer.Start(ctx, name, serverKind, trace.WithTimestamp(start))
+	if !span.IsRecording() {
+		return ctx, span
+	}
 	method := semconv.HTTPRequestMethodKey.String(r.Method)
 	if methodLabel(r.Method) == "OTHER" {
 		method = semconv.HTTPRequestMethodOther
@@ -89,14 +101,8 @@ func (s *Server) startSpan(w http.ResponseWriter, r *http.Request, route, name s
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	// What a sampler may look at is given at the start, as the conventions
-	// ask; the rest only to a span that records.
-	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
-		trace.WithAttributes(method, semconv.URLPath(r.URL.Path), semconv.HTTPRoute(route), semconv.URLScheme(scheme)))
-	if !span.IsRecording() {
-		return ctx, span
-	}
-	attrs := make([]attribute.KeyValue, 0, 5)
+	attrs := make([]attribute.KeyValue, 0, 10)
+	attrs = append(attrs, method, semconv.URLPath(r.URL.Path), semconv.HTTPRoute(route), semconv.URLScheme(scheme))
 	if host, port, err := net.SplitHostPort(r.Host); err == nil {
 		attrs = append(attrs, semconv.ServerAddress(host))
 		if p, err := strconv.Atoi(port); err == nil {
