@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -403,3 +406,36 @@ func TestExemplarLabelsFit(t *testing.T) {
 	}
 }
 
+// TestTracingLogs checks that a request's log lines carry its trace and
+// span ids through tracing.NewLogHandler, as serve sets it up.
+func TestTracingLogs(t *testing.T) {
+	var buf bytes.Buffer
+	h, exp := newTracedHarness(t, sdktrace.ParentBased(sdktrace.AlwaysSample()), func(o *Options) {
+		o.Logger = slog.New(tracing.NewLogHandler(slog.NewJSONHandler(&buf, nil)))
+	})
+	rec := h.do(http.MethodPost, "/predict", "application/json", `{"model_name": "faulty", "inputs": [[-1, 2]]}`,
+		"traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	if rec.Code != 500 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	srv := spansByName(t, exp.GetSpans())["POST /predict"]
+	var lines int
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var e struct{ Msg, TraceID, SpanID string }
+		var raw map[string]any
+		json.Unmarshal([]byte(line), &raw)
+		e.Msg, _ = raw["msg"].(string)
+		e.TraceID, _ = raw["trace_id"].(string)
+		e.SpanID, _ = raw["span_id"].(string)
+		if e.Msg != "model panicked" && e.Msg != "request failed" {
+			continue
+		}
+		lines++
+		if e.TraceID != callerTrace || e.SpanID != srv.SpanContext.SpanID().String() {
+			t.Errorf("%q: trace_id %q span_id %q, want %s %s", e.Msg, e.TraceID, e.SpanID, callerTrace, srv.SpanContext.SpanID())
+		}
+	}
+	if lines != 2 {
+		t.Errorf("%d request log lines, want 2:\n%s", lines, buf.String())
+	}
+}
