@@ -89,9 +89,9 @@ func (s *Server) instrument(endpoint string, traced bool, next http.Handler) htt
 		status int
 	}
 	var counters, durations sync.Map // key -> prometheus.Counter, string -> *metrics.SampledObserver
-	var names map[string]string      // span names by method label
+	var names *spanNames
 	if traced = traced && s.tracer != nil; traced {
-		names = spanNames(endpoint)
+		names = newSpanNames(endpoint)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := requestInfo{id: r.Header.Get("X-Request-ID"), start: s.opts.Now()}
@@ -101,7 +101,7 @@ func (s *Server) instrument(endpoint string, traced bool, next http.Handler) htt
 		w.Header().Set("X-Request-ID", info.id)
 		ctx := r.Context()
 		if traced {
-			ctx, info.span = s.startSpan(w, r, endpoint, names[methodLabel(r.Method)], info.start, info.id)
+			ctx, info.span = s.startSpan(w, r, endpoint, names.of(r.Method), info.start, info.id)
 		}
 		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		sw := &statusWriter{ResponseWriter: w}

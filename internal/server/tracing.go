@@ -63,16 +63,79 @@ func (s *Server) initTracing() {
 	}
 }
 
-// spanNames returns the names of a route's server spans by method label,
-// made once so that starting a span builds no string: "POST /predict", as
-// OpenTelemetry's HTTP conventions name a span by its method and route,
-// and "HTTP /predict" for a method outside the closed set.
-func spanNames(route string) map[string]string {
-	names := map[string]string{"OTHER": "HTTP " + route}
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
-		names[m] = m + " " + route
+// spanNames are the names of a route's server spans, by methodIndex, made
+// once so that starting a span builds no string: "POST /predict", as
+// OpenTelemetry's HTTP conventions name a span by its method and route, and
+// "HTTP /predict" for a method outside the closed set.
+type spanNames [8]string
+
+var spanMethods = [8]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, "HTTP"}
+
+func newSpanNames(route string) *spanNames {
+	var n spanNames
+	for i, m := range spanMethods {
+		n[i] = m + " " + route
 	}
-	return names
+	return &n
+}
+
+// of returns the span name for a request method.
+func (n *spanNames) of(method string) string {
+	switch method {
+	case http.MethodGet:
+		return n[0]
+	case http.MethodHead:
+		return n[1]
+	case http.MethodPost:
+		return n[2]
+	case http.MethodPut:
+		return n[3]
+	case http.MethodPatch:
+		return n[4]
+	case http.MethodDelete:
+		return n[5]
+	case http.MethodOptions:
+		return n[6]
+	}
+	return n[7]
+}
+
+// traceHeaders is an http.Header as the propagator reads it: the W3C
+// headers by their canonical keys, which http.Header.Get would compute
+// (and allocate) at every request.
+type traceHeaders http.Header
+
+var _ propagation.TextMapCarrier = traceHeaders(nil)
+
+func (h traceHeaders) Get(key string) string {
+	switch key {
+	case "traceparent":
+		key = "Traceparent"
+	case "tracestate":
+		key = "Tracestate"
+	case "baggage":
+		key = "Baggage"
+	default:
+		return http.Header(h).Get(key)
+	}
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (h traceHeaders) Set(key, value string) { http.Header(h).Set(key, value) }
+
+func (h traceHeaders) Keys() []string { return propagation.HeaderCarrier(h).Keys() }
+
+// callerContext returns ctx with the caller's trace context and baggage, as
+// the request's headers carry them; ctx itself when they carry none, the
+// usual case, which then costs two map lookups.
+func (s *Server) callerContext(ctx context.Context, h http.Header) context.Context {
+	if len(h["Traceparent"]) == 0 && len(h["Baggage"]) == 0 {
+		return ctx
+	}
+	return s.propagator.Extract(ctx, traceHeaders(h))
 }
 
 // serverKind is the option of every request's span, made once.
@@ -88,8 +151,7 @@ var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 // traceidratio and their parentbased_ forms) never read them, and a
 // request that is not sampled then costs no attribute at all.
 func (s *Server) startSpan(w http.ResponseWriter, r *http.Request, route, name string, start time.Time, requestID string) (context.Context, trace.Span) {
-	ctx := s.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := s.tracer.Start(ctx, name, serverKind, trace.WithTimestamp(start))
+	ctx, span := s.tracer.Start(s.callerContext(r.Context(), r.Header), name, serverKind, trace.WithTimestamp(start))
 	if !span.IsRecording() {
 		return ctx, span
 	}
