@@ -32,6 +32,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/predlog"
 	"github.com/modelwatch/modelwatch/internal/repository"
 	"github.com/modelwatch/modelwatch/internal/server"
+	"github.com/modelwatch/modelwatch/internal/tracing"
 	"github.com/modelwatch/modelwatch/internal/version"
 	"github.com/modelwatch/modelwatch/models"
 )
@@ -105,7 +106,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	configFile := cfg.RegisterFlags(fs)
 	if err := config.Load(fs, configFile, args, m.Getenv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			config.Usage(m.Stdout, fs, "Usage: modelwatch serve [flags]\n\nRuns the inference server.")
+			config.Usage(m.Stdout, fs, "Usage: modelwatch serve [flags]\n\nRuns the inference server. Tracing (OpenTelemetry) is set by the standard OTEL_* variables: docs/TRACING.md.")
 			return err
 		}
 		return &usageError{err}
@@ -122,6 +123,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		collectors.NewGoCollector(),
 	)
 	met := metrics.New(reg)
+	tracerProvider, logger, stopTracing, err := setupTracing(ctx, m.Getenv, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Spans of a start that failed; a clean exit has flushed them.
+		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopTracing(stopCtx)
+	}()
 	access := server.NewAccessMetrics(reg)
 	maxConns := fitFileLimit(cfg.MaxConnections, logger)
 	var tokens *server.Tokens
@@ -186,6 +197,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
 		Runtimes: runtimes(),
 		Dir:      cfg.ModelRepository,
+
+		TracerProvider: tracerProvider,
 	}
 	if cfg.EmbeddedModel {
 		repoOpts.Embedded = models.FS
@@ -220,6 +233,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		AdminListener:     cfg.AdminListenAddress != "",
 		Access:            access,
 		MaxStatusRequests: cfg.MaxScrapes,
+		TracerProvider:    tracerProvider,
+		Propagator:        tracing.Propagator(),
 		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,
 			"model_repository": cfg.ModelRepository},
 	})
@@ -323,6 +338,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err := plog.Close(shutdownCtx); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("prediction log: %w", err)
 		}
+	}
+	// Then the spans of those requests, within what is left of it; a
+	// receiver that cannot take them is no reason to fail the exit.
+	if err := stopTracing(shutdownCtx); err != nil {
+		logger.Warn("tracing: flushing the last spans failed", "err", err)
 	}
 	if firstErr == nil {
 		logger.Info("shut down cleanly")

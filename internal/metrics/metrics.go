@@ -327,12 +327,30 @@ func NewSampledObserver(o prometheus.Observer) *SampledObserver {
 // ObserveAt records v at time now, with the request id as exemplar when the
 // sampling allows.
 func (s *SampledObserver) ObserveAt(v float64, requestID string, now time.Time) {
-	if requestID != "" {
-		last, t := s.last.Load(), now.UnixNano()
-		if (t-last >= int64(ExemplarInterval) || v >= ExemplarAlways) && s.last.CompareAndSwap(last, t) {
-			Observe(s.Observer, v, requestID)
-			return
-		}
+	if requestID != "" && s.Sample(v, now) {
+		Observe(s.Observer, v, requestID)
+		return
+	}
+	s.Observer.Observe(v)
+}
+
+// Sample reports whether an observation of v at now is to carry an
+// exemplar (at most one every ExemplarInterval, and every one of at least
+// ExemplarAlways seconds), and takes the series' turn when it is; the caller
+// then observes with ObserveWithExemplar, otherwise with Observe. ObserveAt
+// is the two together for an exemplar of the request id alone.
+func (s *SampledObserver) Sample(v float64, now time.Time) bool {
+	last, t := s.last.Load(), now.UnixNano()
+	return (t-last >= int64(ExemplarInterval) || v >= ExemplarAlways) && s.last.CompareAndSwap(last, t)
+}
+
+// ObserveWithExemplar records v with the exemplar labels, which must keep
+// to OpenMetrics' 128 characters of names and values in all (client_golang
+// panics otherwise). An observer without exemplars records v alone.
+func (s *SampledObserver) ObserveWithExemplar(v float64, labels prometheus.Labels) {
+	if eo, ok := s.Observer.(prometheus.ExemplarObserver); ok {
+		eo.ObserveWithExemplar(v, labels)
+		return
 	}
 	s.Observer.Observe(v)
 }

@@ -21,11 +21,16 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/modelwatch/modelwatch/internal/batcher"
 	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/feedback"
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/tracing"
 )
 
 // State is a model version's state in the repository index, named as the
@@ -70,14 +75,18 @@ type Options struct {
 	Drift *drift.Monitor
 	// Feedback, if set, forgets the predictions of versions that go.
 	Feedback *feedback.Store
+	// TracerProvider, if set, records a span for each model version load
+	// (docs/TRACING.md); nil for none.
+	TracerProvider trace.TracerProvider
 }
 
 // Repository syncs the registry with the model sources. Its methods are safe
 // for concurrent use; syncs and explicit loads and unloads run one at a time.
 type Repository struct {
-	opts Options
-	log  *slog.Logger
-	dir  fs.FS
+	opts   Options
+	log    *slog.Logger
+	dir    fs.FS
+	tracer trace.Tracer
 
 	mu       sync.Mutex
 	versions map[key]*entry
@@ -126,7 +135,11 @@ func New(opts Options) *Repository {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = noop.NewTracerProvider()
+	}
 	r := &Repository{
+		tracer:   opts.TracerProvider.Tracer("github.com/modelwatch/modelwatch/internal/repository"),
 		opts:     opts,
 		log:      opts.Logger.With("component", "repository"),
 		versions: map[key]*entry{},
@@ -325,7 +338,7 @@ func (r *Repository) sync(ctx context.Context, only string) {
 		if (only != "" && k.name != only) || r.unloaded[k.name] {
 			continue
 		}
-		r.syncVersion(want[k])
+		r.syncVersion(ctx, want[k])
 	}
 	// Versions that are no longer wanted go, unless their model's directory
 	// is unreadable for now: then they keep serving. A serving version the
@@ -435,7 +448,13 @@ func wanted(want map[key]found, name string) bool {
 	return false
 }
 
-func (r *Repository) syncVersion(f found) {
+// LoadSpanName is the name of a model version load's span.
+const LoadSpanName = "load model"
+
+// syncVersion loads a version that is new or whose files changed; its span
+// (LoadSpanName) covers reading, parsing and warming up, and ends with its
+// outcome. An unchanged version costs no span.
+func (r *Repository) syncVersion(ctx context.Context, f found) {
 	k := key{f.name, f.version}
 	e := r.versions[k]
 	fp, data, err := r.fingerprint(f)
@@ -446,9 +465,17 @@ func (r *Repository) syncVersion(f found) {
 	if e != nil && e.fingerprint == fp {
 		return
 	}
+	_, span := r.tracer.Start(ctx, LoadSpanName, trace.WithAttributes(tracing.ModelNameKey.String(f.name),
+		tracing.ModelVersionKey.String(f.version), tracing.ModelTypeKey.String(f.runtime.Type), tracing.ModelSourceKey.String(f.source)))
+	defer span.End()
+	failed := func(reason string) {
+		r.fail(k, f, reason, fp)
+		span.SetAttributes(tracing.LoadOutcomeKey.String("failed"))
+		span.SetStatus(codes.Error, reason)
+	}
 	if data == nil {
 		if data, err = fs.ReadFile(f.fsys, f.file); err != nil {
-			r.fail(k, f, fmt.Sprintf("read %s: %v", f.file, err), fp)
+			failed(fmt.Sprintf("read %s: %v", f.file, err))
 			return
 		}
 	}
@@ -463,7 +490,7 @@ func (r *Repository) syncVersion(f found) {
 		}
 	}
 	if err != nil {
-		r.fail(k, f, err.Error(), fp)
+		failed(err.Error())
 		return
 	}
 	took := time.Since(start)
@@ -476,10 +503,11 @@ func (r *Repository) syncVersion(f found) {
 	}
 	r.versions[k] = &entry{fingerprint: fp, serving: true,
 		status: Status{Name: f.name, Version: f.version, State: Ready, Type: meta.Type, Source: f.source}}
-	verb := "model loaded"
+	verb, outcome := "model loaded", "loaded"
 	if replaced {
-		verb = "model reloaded"
+		verb, outcome = "model reloaded", "reloaded"
 	}
+	span.SetAttributes(tracing.LoadOutcomeKey.String(outcome))
 	r.log.Info(verb, "model", f.name, "version", f.version, "type", meta.Type, "source", f.source,
 		"seconds", took.Seconds(), "features", len(meta.Features), "classes", len(meta.Classes))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/modelwatch/modelwatch/internal/metrics"
 )
@@ -18,6 +19,9 @@ type requestInfoKey struct{}
 type requestInfo struct {
 	id    string
 	start time.Time
+	// span is the request's server span; nil when it has none (tracing
+	// off, or a route without spans).
+	span trace.Span
 }
 
 func requestInfoFrom(ctx context.Context) requestInfo {
@@ -75,8 +79,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // instrument gives a request its id, turns a panic into a 500, and counts
 // the request in http_requests_total and http_request_duration_seconds under
-// the route's endpoint label.
-func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
+// the route's endpoint label. With traced and tracing on, the request has a
+// server span from its start to its end (tracing.go).
+func (s *Server) instrument(endpoint string, traced bool, next http.Handler) http.Handler {
 	// Series are resolved on first use and kept, so the request path does no
 	// label hashing; methods and statuses are closed sets, so this is bounded.
 	type key struct {
@@ -84,13 +89,21 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 		status int
 	}
 	var counters, durations sync.Map // key -> prometheus.Counter, string -> *metrics.SampledObserver
+	var names *spanNames
+	if traced = traced && s.tracer != nil; traced {
+		names = newSpanNames(endpoint)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := requestInfo{id: r.Header.Get("X-Request-ID"), start: s.opts.Now()}
 		if !validRequestID(info.id) {
 			info.id = s.opts.NewRequestID()
 		}
 		w.Header().Set("X-Request-ID", info.id)
-		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		ctx := r.Context()
+		if traced {
+			ctx, info.span = s.startSpan(w, r, endpoint, names.of(r.Method), info.start, info.id)
+		}
+		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		sw := &statusWriter{ResponseWriter: w}
 		method := methodLabel(r.Method)
 		defer func() {
@@ -98,7 +111,7 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("handler panicked", "request_id", info.id, "endpoint", endpoint, "panic", v, "stack", string(debug.Stack()))
+				s.log.ErrorContext(r.Context(), "handler panicked", "request_id", info.id, "endpoint", endpoint, "panic", v, "stack", string(debug.Stack()))
 				if sw.status == 0 {
 					s.writeError(sw, r, newError(errInternal, "internal error"), false)
 				}
@@ -117,7 +130,10 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 				d, _ = durations.LoadOrStore(method, metrics.NewSampledObserver(s.metrics.HTTPDuration.WithLabelValues(method, endpoint)))
 			}
 			end := s.opts.Now()
-			d.(*metrics.SampledObserver).ObserveAt(end.Sub(info.start).Seconds(), info.id, end)
+			observeTraced(d.(*metrics.SampledObserver), end.Sub(info.start).Seconds(), info, end)
+			if info.span != nil {
+				endSpan(info.span, status, end)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

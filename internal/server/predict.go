@@ -293,6 +293,7 @@ func (s *Server) infer(ctx context.Context, v *view, batch model.Batch, t0 time.
 func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call func(context.Context) (outcome, []float64, error)) (outcome, *apiError) {
 	ser := v.series
 	info := requestInfoFrom(ctx)
+	spanModel(info, v, rows)
 	ser.Active.Inc()
 	defer ser.Active.Dec()
 	t1 := s.opts.Now()
@@ -308,7 +309,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 		}
 		var pe *model.PanicError
 		if errors.As(err, &pe) {
-			s.log.Error("model panicked", "request_id", info.id, "model", v.meta.Name, "version", v.meta.Version, "panic", pe.Value, "stack", string(pe.Stack))
+			s.log.ErrorContext(ctx, "model panicked", "request_id", info.id, "model", v.meta.Name, "version", v.meta.Version, "panic", pe.Value, "stack", string(pe.Stack))
 		}
 		return outcome{}, fromModelError(err)
 	}
@@ -362,7 +363,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 	ser.Stages[metrics.StagePreprocess].Observe(t1.Sub(t0).Seconds())
 	ser.Stages[metrics.StageInfer].Observe(infer.Seconds())
 	ser.Stages[metrics.StagePostprocess].Observe(t3.Sub(t2).Seconds())
-	ser.PredictionDuration.ObserveAt(t3.Sub(t0).Seconds(), info.id, t3)
+	s.observeRun(ctx, info, v, t0, t1, t2, t3, timing.Queue)
 	return out, nil
 }
 

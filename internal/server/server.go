@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/modelwatch/modelwatch/internal/drift"
 	"github.com/modelwatch/modelwatch/internal/feedback"
@@ -98,6 +100,14 @@ type Options struct {
 	// (default 8); concurrent ones share one computation, and more get 503
 	// with Retry-After.
 	MaxStatusRequests int
+	// TracerProvider, if set and not OpenTelemetry's no-op provider, gives
+	// a span to each inference request and POST /feedback, with child
+	// spans for the inference's stages (docs/TRACING.md); nil or no-op:
+	// tracing off, at no cost to the request path.
+	TracerProvider trace.TracerProvider
+	// Propagator reads a caller's trace context from the request headers
+	// (default: W3C Trace Context; cmd passes tracing.Propagator()).
+	Propagator propagation.TextMapPropagator
 }
 
 // MaxBodyBytesLimit is the largest MaxBodyBytes there may be: 1 GiB.
@@ -123,6 +133,9 @@ type Server struct {
 	// statusFlight shares one /status.json computation among the requests
 	// that arrive while it runs.
 	statusFlight flight
+	// tracer makes the spans of requests; nil with tracing off.
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 }
 
 // New returns a Server; it is not ready (GET /ready answers 503) until
@@ -170,6 +183,7 @@ func New(opts Options) *Server {
 		access:   opts.Access,
 	}
 	s.statusFlight.max = opts.MaxStatusRequests
+	s.initTracing()
 	// Rates on the status page start from zero at start.
 	s.sampler.snaps = []snapshot{{at: s.started, vals: map[string]float64{}}}
 	s.handler = s.routes()
@@ -206,6 +220,8 @@ type route struct {
 	inference bool
 	// access is the credential the route needs.
 	access access
+	// traced routes get a span per request, as inference routes do.
+	traced bool
 }
 
 func (s *Server) routes() http.Handler {
@@ -215,7 +231,7 @@ func (s *Server) routes() http.Handler {
 	table := []route{
 		{pattern: "/predict", endpoint: "/predict", inference: true, access: accessInference,
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.predict, true)}},
-		{pattern: "/feedback", endpoint: "/feedback", access: accessInference,
+		{pattern: "/feedback", endpoint: "/feedback", access: accessInference, traced: true,
 			methods: map[string]http.HandlerFunc{http.MethodPost: s.api(s.feedback, false)}},
 		{pattern: "/health", endpoint: "/health", methods: getHead(s.api(s.health, false))},
 		{pattern: "/ready", endpoint: "/ready", methods: getHead(s.api(s.readiness, false))},
@@ -281,9 +297,9 @@ func (s *Server) mux(table []route, adminListener bool) http.Handler {
 	other := route{pattern: "/", endpoint: "other"}
 	table = append(table, other)
 	mux := http.NewServeMux()
-	notFound := s.instrument(other.endpoint, s.dispatch(other))
+	notFound := s.instrument(other.endpoint, false, s.dispatch(other))
 	for _, rt := range table {
-		mux.Handle(rt.pattern, s.instrument(rt.endpoint, s.guard(rt.access, adminListener, s.dispatch(rt))))
+		mux.Handle(rt.pattern, s.instrument(rt.endpoint, rt.inference || rt.traced, s.guard(rt.access, adminListener, s.dispatch(rt))))
 		if root := strings.TrimSuffix(rt.pattern, "/"); root != rt.pattern && root != "" {
 			// ServeMux would redirect "/static" to "/static/".
 			mux.Handle(root, notFound)
@@ -425,6 +441,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 		s.metrics.PredictionErrors.WithLabelValues(err.model, string(err.typ)).Inc()
 	}
 	info := requestInfoFrom(r.Context())
+	spanError(info.span, err)
 	body, _ := json.Marshal(errorBody{Error: err.msg, ErrorType: string(err.typ), RequestID: info.id})
 	if err.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(err.retryAfter))
@@ -434,9 +451,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 		status = http.StatusInternalServerError
 	}
 	if status >= 500 {
-		s.log.Error("request failed", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+		s.log.ErrorContext(r.Context(), "request failed", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
 	} else {
-		s.log.Debug("request rejected", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+		s.log.DebugContext(r.Context(), "request rejected", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
 	}
 	writeJSON(w, status, body)
 }
