@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -311,194 +310,53 @@ func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError
 	return json.RawMessage(resp), nil
 }
 
-// v2Run validates the request's tensors against the model and runs it.
+// v2Run decodes the request's tensors, checking each against the model
+// before it decodes its data (so that a body cannot make it allocate more
+// than the model's shapes allow), and runs them through the inference core.
 func (s *Server) v2Run(ctx context.Context, v *view, req *v2InferRequest, t0 time.Time) ([]v2Output, *apiError) {
-	meta := &v.meta
-	if len(req.Inputs) == 0 {
-		return nil, newError(errEmptyBatch, `"inputs" has no tensors`)
-	}
-	var wanted []string
-	for _, o := range req.Outputs {
-		if !slices.ContainsFunc(meta.OutputTensors, func(t model.TensorSpec) bool { return t.Name == o.Name }) {
-			return nil, newError(errInvalidRequest, "the model has no output %q; it has %s", o.Name, specNames(meta.OutputTensors))
-		}
-		if slices.Contains(wanted, o.Name) {
-			return nil, newError(errInvalidRequest, "output %q is requested twice", o.Name)
-		}
-		wanted = append(wanted, o.Name)
-	}
-	tm, isTensorModel := v.model.(model.TensorModel)
-	if !isTensorModel && byFeature(meta, req.Inputs) {
-		batch, aerr := s.featureColumns(v, req.Inputs)
-		if aerr != nil {
-			return nil, aerr
-		}
-		out, aerr := s.infer(ctx, v, batch, t0)
-		if aerr != nil {
-			return nil, aerr
-		}
-		return selectOutputs(rowOutputs(meta, out), wanted)
-	}
-	inputs := make([]model.Tensor, 0, len(req.Inputs))
-	for i, in := range req.Inputs {
-		spec := slices.IndexFunc(meta.InputTensors, func(t model.TensorSpec) bool { return t.Name == in.Name })
-		if spec < 0 {
-			return nil, newError(errInvalidRequest, "inputs[%d]: the model has no input %q; it has %s", i, in.Name, specNames(meta.InputTensors))
-		}
-		if slices.ContainsFunc(inputs, func(t model.Tensor) bool { return t.Name == in.Name }) {
-			return nil, newError(errInvalidRequest, "input %q is given twice", in.Name)
-		}
-		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, meta.InputTensors[spec], isTensorModel, s.maxRows(v))
-		if aerr != nil {
-			return nil, aerr
-		}
-		inputs = append(inputs, t)
-	}
-	if len(inputs) != len(meta.InputTensors) {
-		return nil, newError(errInvalidRequest, "the model takes %d inputs (%s), the request has %d", len(meta.InputTensors), specNames(meta.InputTensors), len(inputs))
-	}
-	rows := int(inputs[0].Shape[0])
-	for _, t := range inputs {
-		if len(t.Shape) == 0 || int(t.Shape[0]) != rows {
-			return nil, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
-		}
-	}
-	switch limit := s.maxRows(v); {
-	case rows == 0:
-		return nil, newError(errEmptyBatch, "the batch has no rows")
-	case rows > limit:
-		return nil, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", rows, limit)
-	}
-
-	if isTensorModel {
-		out, aerr := s.run(ctx, v, rows, t0, func(ctx context.Context) (outcome, []float64, error) {
-			ts, err := safeInfer(ctx, tm, inputs, nil)
-			if err != nil {
-				return outcome{}, nil, err
-			}
-			var pred []float64
-			if i := slices.IndexFunc(ts, func(t model.Tensor) bool { return t.Name == meta.PredictionOutput }); i >= 0 {
-				pred, _ = ts[i].Float64s()
-			}
-			return outcome{tensors: ts}, pred, nil
-		})
-		if aerr != nil {
-			return nil, aerr
-		}
-		s.logRows(ctx, v, rows, &out, tensorRow(inputs, rows))
-		return selectOutputs(out.tensors, wanted)
-	}
-
-	// A model of rows: one input of shape [rows, features].
-	t := inputs[0]
-	if len(t.Shape) != 2 || int(t.Shape[1]) != len(meta.Features) {
-		return nil, newError(errShapeMismatch, "input %s has shape %v; the model takes [rows, %d]", t.Name, t.Shape, len(meta.Features))
-	}
-	var vals []float64
-	if strs, ok := t.Data.([]string); ok {
-		// BYTES: category names and decimal numbers.
-		vals = make([]float64, len(strs))
-		idx := s.categories.get(meta)
-		for i, str := range strs {
-			col := i % len(meta.Features)
-			x, why := idx.element(meta, col, str)
-			if why != "" {
-				return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[col], why)
-			}
-			vals[i] = x
-		}
-	} else {
-		var err error
-		if vals, err = t.Float64s(); err != nil {
-			return nil, newError(errInvalidInput, "%v", err)
-		}
-	}
-	// The checks /predict makes: an FP64 tensor may carry values an FP32
-	// input cannot hold.
-	if i, why := checkValues(meta, vals); why != "" {
-		return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[i%len(meta.Features)], why)
-	}
-	batch := model.Batch{Rows: rows, Cols: len(meta.Features), Values: vals}
-	out, aerr := s.infer(ctx, v, batch, t0)
+	treq, aerr := s.v2Decode(v, req)
 	if aerr != nil {
 		return nil, aerr
 	}
-	return selectOutputs(rowOutputs(meta, out), wanted)
+	ts, aerr := s.inferTensors(ctx, v, treq, t0)
+	if aerr != nil {
+		return nil, aerr
+	}
+	out := make([]v2Output, len(ts))
+	for i, t := range ts {
+		out[i] = v2Output{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape, Data: t.Data}
+	}
+	return out, nil
 }
 
-// byFeature reports whether a request to a model of rows sends one tensor
-// per feature, as MLServer's pandas codec does: its first input is named
-// after a feature rather than after the model's input tensor.
-func byFeature(meta *model.Metadata, inputs boundedList[v2Input, maxInputs]) bool {
-	name := inputs[0].Name
-	return slices.Contains(meta.Features, name) && !slices.ContainsFunc(meta.InputTensors, func(t model.TensorSpec) bool { return t.Name == name })
-}
-
-// featureColumns reads the inputs of a request that sends one tensor per
-// feature, each named after its feature, of shape [rows] or [rows, 1], of
-// any numeric datatype or BYTES (category names and decimal numbers, as in
-// the one tensor of rows), into a batch of rows.
-func (s *Server) featureColumns(v *view, inputs boundedList[v2Input, maxInputs]) (model.Batch, *apiError) {
+// v2Decode decodes a REST request's inputs into tensors. It makes the checks
+// the core makes, in the same order, before it decodes each input's data.
+func (s *Server) v2Decode(v *view, req *v2InferRequest) (tensorRequest, *apiError) {
 	meta := &v.meta
-	nf := len(meta.Features)
-	cols := make([]model.Tensor, nf)
-	for i, in := range inputs {
-		col := slices.Index(meta.Features, in.Name)
-		switch {
-		case col < 0:
-			return model.Batch{}, newError(errInvalidRequest, "inputs[%d]: the model has no feature %q; send one tensor per feature: %s", i, in.Name, strings.Join(meta.Features, ", "))
-		case cols[col].Shape != nil:
-			return model.Batch{}, newError(errInvalidRequest, "input %q is given twice", in.Name)
-		}
-		spec := model.TensorSpec{Name: in.Name, DataType: model.FP64, Shape: []int64{-1}}
-		if len(in.Shape) == 2 {
-			spec.Shape = []int64{-1, 1}
-		}
-		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, false, s.maxRows(v))
+	if len(req.Inputs) == 0 {
+		return tensorRequest{}, newError(errEmptyBatch, `"inputs" has no tensors`)
+	}
+	treq := tensorRequest{inputs: make([]model.Tensor, 0, len(req.Inputs))}
+	for _, o := range req.Outputs {
+		treq.outputs = append(treq.outputs, o.Name)
+	}
+	if _, aerr := checkOutputs(meta, treq.outputs); aerr != nil {
+		return tensorRequest{}, aerr
+	}
+	_, isTensorModel := v.model.(model.TensorModel)
+	feature := !isTensorModel && byFeature(meta, req.Inputs[0].Name)
+	for i, in := range req.Inputs {
+		spec, aerr := inputSpec(meta, feature, i, in.Name, in.Shape, treq.inputs)
 		if aerr != nil {
-			return model.Batch{}, aerr
+			return tensorRequest{}, aerr
 		}
-		cols[col] = t
-	}
-	for col, t := range cols {
-		if t.Shape == nil {
-			return model.Batch{}, newError(errInvalidRequest, "the request sends one tensor per feature but none for %s; the model takes %s", meta.Features[col], strings.Join(meta.Features, ", "))
+		t, aerr := decodeTensor(in.Name, in.Datatype, in.Shape, in.Data, spec, isTensorModel, s.maxRows(v))
+		if aerr != nil {
+			return tensorRequest{}, aerr
 		}
+		treq.inputs = append(treq.inputs, t)
 	}
-	rows := int(cols[0].Shape[0])
-	for _, t := range cols {
-		if int(t.Shape[0]) != rows {
-			return model.Batch{}, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
-		}
-	}
-	if rows == 0 {
-		return model.Batch{}, newError(errEmptyBatch, "the batch has no rows")
-	}
-	vals := make([]float64, rows*nf)
-	idx := s.categories.get(meta)
-	for col, t := range cols {
-		if strs, ok := t.Data.([]string); ok {
-			for r, str := range strs {
-				x, why := idx.element(meta, col, str)
-				if why != "" {
-					return model.Batch{}, newError(errInvalidInput, "input %s: value %d %s", t.Name, r, why)
-				}
-				vals[r*nf+col] = x
-			}
-			continue
-		}
-		xs, err := t.Float64s()
-		if err != nil {
-			return model.Batch{}, newError(errInvalidInput, "%v", err)
-		}
-		for r, x := range xs {
-			vals[r*nf+col] = x
-		}
-	}
-	if i, why := checkValues(meta, vals); why != "" {
-		return model.Batch{}, newError(errInvalidInput, "input %s: value %d %s", meta.Features[i%nf], i/nf, why)
-	}
-	return model.Batch{Rows: rows, Cols: nf, Values: vals}, nil
+	return treq, nil
 }
 
 // rowOutputs turns a model of rows' result into its output tensors: class
@@ -544,38 +402,6 @@ func predictionType(meta *model.Metadata) model.DataType {
 	return model.FP32
 }
 
-func selectOutputs(ts []model.Tensor, wanted []string) ([]v2Output, *apiError) {
-	var out []v2Output
-	for _, t := range ts {
-		if len(wanted) > 0 && !slices.Contains(wanted, t.Name) {
-			continue
-		}
-		if !finite(t.Data) {
-			return nil, newError(errModelFailed, "output %s holds a value that is not a finite number", t.Name)
-		}
-		out = append(out, v2Output{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape, Data: t.Data})
-	}
-	return out, nil
-}
-
-func finite(data any) bool {
-	switch d := data.(type) {
-	case []float32:
-		for _, x := range d {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return false
-			}
-		}
-	case []float64:
-		for _, x := range d {
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor, outs []string) (ts []model.Tensor, err error) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -599,38 +425,11 @@ func specNames(specs []model.TensorSpec) string {
 // and decimal numbers, which the caller converts). A batch of more than
 // maxRows rows is refused before its data is decoded.
 func decodeTensor(name, datatype string, shape []int64, data json.RawMessage, spec model.TensorSpec, strict bool, maxRows int) (model.Tensor, *apiError) {
+	n, aerr := checkSpec(name, datatype, shape, spec, strict, maxRows)
+	if aerr != nil {
+		return model.Tensor{}, aerr
+	}
 	dt := model.DataType(datatype)
-	switch dt {
-	case model.BOOL, model.INT32, model.INT64, model.FP32, model.FP64:
-	case model.BYTES:
-		if strict {
-			return model.Tensor{}, newError(errInvalidInput, "input %s is BYTES; the model takes %s (BYTES is for models of rows)", name, spec.DataType)
-		}
-	default:
-		return model.Tensor{}, newError(errInvalidRequest, "input %s: datatype %q is not one of BOOL, INT32, INT64, FP32, FP64, BYTES", name, datatype)
-	}
-	if strict && dt != spec.DataType {
-		return model.Tensor{}, newError(errInvalidInput, "input %s is %s; the model takes %s", name, dt, spec.DataType)
-	}
-	if shape == nil {
-		return model.Tensor{}, newError(errInvalidRequest, "input %s has no shape", name)
-	}
-	if len(shape) != len(spec.Shape) {
-		return model.Tensor{}, newError(errShapeMismatch, "input %s has shape %v; the model takes %s", name, shape, shapeString(spec.Shape))
-	}
-	if len(shape) > 0 && shape[0] > int64(maxRows) {
-		return model.Tensor{}, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", shape[0], maxRows)
-	}
-	n := int64(1)
-	for i, d := range shape {
-		if d < 0 || (spec.Shape[i] >= 0 && d != spec.Shape[i]) {
-			return model.Tensor{}, newError(errShapeMismatch, "input %s has shape %v; the model takes %s", name, shape, shapeString(spec.Shape))
-		}
-		n *= d
-		if n > maxTensorElements {
-			return model.Tensor{}, newError(errBatchTooLarge, "input %s has more than %d elements", name, maxTensorElements)
-		}
-	}
 	if len(data) == 0 {
 		return model.Tensor{}, newError(errInvalidRequest, "input %s has no data", name)
 	}
