@@ -253,7 +253,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			return fmt.Errorf("web.config.file: %w", err)
 		}
 	}
-	errc := make(chan error, len(servers))
+	errc := make(chan error, len(servers)+1)
 	for _, l := range servers {
 		limiter := server.NewConnLimiter(l.role, l.maxConns, access)
 		l.srv = &http.Server{
@@ -293,6 +293,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			}
 		}()
 	}
+	grpcSrv, err := serveGRPC(cfg, srv, reg, cert, logger, errc)
+	if err != nil {
+		for _, l := range servers {
+			l.srv.Close()
+		}
+		return err
+	}
 	// Listening first lets liveness probes pass while models load; /ready
 	// answers 503 until they have.
 	repo.Sync(ctx)
@@ -300,6 +307,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		for _, l := range servers {
 			l.srv.Close()
 		}
+		grpcSrv.Close()
 		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
 	}
 	if cfg.ModelRepository != "" && cfg.PollInterval > 0 {
@@ -315,6 +323,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	case <-ctx.Done():
 	}
 	srv.SetReady(false)
+	grpcSrv.Drain()
 	if cfg.ShutdownDelay > 0 {
 		logger.Info("shutting down: /ready answers 503 while the server goes on serving", "delay", cfg.ShutdownDelay)
 		select {
@@ -332,6 +341,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			firstErr = fmt.Errorf("shutdown: %w", err)
 		}
 	}
+	if err := grpcSrv.Stop(shutdownCtx); err != nil && firstErr == nil {
+		firstErr = fmt.Errorf("shutdown: grpc: %w", err)
+	}
 	// The requests are answered: what they logged is written before exit,
 	// within what is left of the shutdown timeout.
 	if plog != nil {
@@ -348,6 +360,52 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		logger.Info("shut down cleanly")
 	}
 	return firstErr
+}
+
+// grpcListener is the gRPC front-end, or nothing (nil) with
+// --grpc-listen-address "".
+type grpcListener struct{ g *server.GRPC }
+
+// serveGRPC starts the gRPC listener (role "grpc"), sending what ends its
+// serving to errc.
+func serveGRPC(cfg config.Config, srv *server.Server, reg prometheus.Registerer, cert *server.Certificate, logger *slog.Logger, errc chan<- error) (*grpcListener, error) {
+	if cfg.GRPCListenAddress == "" {
+		return &grpcListener{}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.GRPCListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	g := srv.NewGRPC(server.GRPCOptions{Registerer: reg, Certificate: cert})
+	logger.Info("listening", "role", "grpc", "address", ln.Addr().String(), "tls", cert != nil)
+	go func() {
+		if err := g.Serve(ln); err != nil {
+			errc <- err
+		}
+	}()
+	return &grpcListener{g: g}, nil
+}
+
+// Drain makes grpc.health.v1 answer NOT_SERVING.
+func (l *grpcListener) Drain() {
+	if l.g != nil {
+		l.g.Drain()
+	}
+}
+
+// Stop lets the calls in progress finish until ctx ends, then closes.
+func (l *grpcListener) Stop(ctx context.Context) error {
+	if l.g == nil {
+		return nil
+	}
+	return l.g.Stop(ctx)
+}
+
+// Close stops at once.
+func (l *grpcListener) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.Stop(ctx)
 }
 
 // openPredictionLog opens the prediction log's store and starts the log

@@ -1,0 +1,630 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/modelwatch/modelwatch/internal/grpc/inferencepb"
+	"github.com/modelwatch/modelwatch/internal/grpc/rawtensor"
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/repository"
+	"github.com/modelwatch/modelwatch/internal/version"
+)
+
+// The gRPC front-end lives in package server, beside the REST one, because
+// it shares everything below the protocol with it: the inference core
+// (core.go), the in-flight limit, the error table, the access decisions and
+// the counters of refused credentials. A package of its own would need most
+// of those exported for it alone.
+
+// inferenceService is the service name of the Open Inference Protocol,
+// which the health service also answers for.
+const inferenceService = "inference.GRPCInferenceService"
+
+// GRPCOptions configures the gRPC front-end.
+type GRPCOptions struct {
+	// Registerer receives the request-level metrics (grpc_server_*); nil
+	// leaves them unregistered.
+	Registerer prometheus.Registerer
+	// Certificate, if set, makes the server speak TLS with it.
+	Certificate *Certificate
+}
+
+// GRPC serves the Open Inference Protocol's gRPC service
+// (inference.GRPCInferenceService with the repository extension),
+// grpc.health.v1 and server reflection over the Server's inference core.
+type GRPC struct {
+	inferencepb.UnimplementedGRPCInferenceServiceServer
+	s      *Server
+	srv    *grpc.Server
+	health *healthService
+}
+
+// NewGRPC returns the gRPC front-end of s. A message is bounded by
+// s's MaxBodyBytes, as a REST body is; ModelInfer shares s's in-flight limit
+// and request timeout.
+func (s *Server) NewGRPC(opts GRPCOptions) *GRPC {
+	met := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+		grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
+	))
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(met)
+	}
+	sopts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(s.opts.MaxBodyBytes)),
+		grpc.ChainUnaryInterceptor(
+			met.UnaryServerInterceptor(),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+				s.log.Error("gRPC handler panicked", "panic", p)
+				return status.Error(codes.Internal, "internal error")
+			})),
+		),
+		grpc.ChainStreamInterceptor(met.StreamServerInterceptor()),
+	}
+	if opts.Certificate != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.Certificate.TLSConfig())))
+	}
+	g := &GRPC{s: s, srv: grpc.NewServer(sopts...), health: newHealthService(s)}
+	inferencepb.RegisterGRPCInferenceServiceServer(g.srv, g)
+	healthpb.RegisterHealthServer(g.srv, g.health)
+	reflection.Register(g.srv)
+	met.InitializeMetrics(g.srv)
+	return g
+}
+
+// Serve serves gRPC on ln until Stop. It returns nil after Stop.
+func (g *GRPC) Serve(ln net.Listener) error {
+	done := make(chan struct{})
+	defer close(done)
+	go g.health.watch(done)
+	err := g.srv.Serve(ln)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Drain makes the health service answer NOT_SERVING from now on, whatever
+// readiness says, so that clients and load balancers that watch it go
+// elsewhere; calls are still served until Stop.
+func (g *GRPC) Drain() { g.health.drain() }
+
+// Stop stops the server: it lets the calls in progress finish until ctx
+// ends, then closes every connection. It returns ctx's error when calls
+// were cut off.
+func (g *GRPC) Stop(ctx context.Context) error {
+	g.health.drain()
+	done := make(chan struct{})
+	go func() { g.srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		g.srv.Stop()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// healthService is grpc.health.v1's standard server, kept saying what
+// /ready says: SERVING for "" and the inference service when the server
+// takes traffic, NOT_SERVING otherwise and from Drain on.
+type healthService struct {
+	*health.Server
+	s        *Server
+	draining atomic.Bool
+	mu       sync.Mutex // orders updates
+}
+
+func newHealthService(s *Server) *healthService {
+	h := &healthService{Server: health.NewServer(), s: s}
+	h.update()
+	return h
+}
+
+// update sets the served status from readiness.
+func (h *healthService) update() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if !h.draining.Load() && h.s.isReady() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	h.Server.SetServingStatus("", st)
+	h.Server.SetServingStatus(inferenceService, st)
+}
+
+func (h *healthService) drain() {
+	h.draining.Store(true)
+	h.update()
+}
+
+// Check answers from readiness at the time of the call.
+func (h *healthService) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.update()
+	return h.Server.Check(ctx, req)
+}
+
+// watch keeps the status that Watch streams up to date, once a second,
+// until done is closed.
+func (h *healthService) watch(done <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			h.update()
+		}
+	}
+}
+
+// grpcCodes is the one table from error type to gRPC status code; see
+// docs/GRPC.md.
+var grpcCodes = map[errorType]codes.Code{
+	errInvalidJSON:      codes.InvalidArgument,
+	errInvalidRequest:   codes.InvalidArgument,
+	errInvalidInput:     codes.InvalidArgument,
+	errShapeMismatch:    codes.InvalidArgument,
+	errEmptyBatch:       codes.InvalidArgument,
+	errBatchTooLarge:    codes.InvalidArgument,
+	errBodyTooLarge:     codes.ResourceExhausted,
+	errMediaType:        codes.InvalidArgument,
+	errModelNotFound:    codes.NotFound,
+	errVersionNotFound:  codes.NotFound,
+	errMethodNotAllowed: codes.Unimplemented,
+	errNotFound:         codes.NotFound,
+	errLoadFailed:       codes.FailedPrecondition,
+	errUnknownRequest:   codes.NotFound,
+	errUnavailable:      codes.Unavailable,
+	errUnauthorized:     codes.Unauthenticated,
+	errForbidden:        codes.PermissionDenied,
+	errTimeout:          codes.DeadlineExceeded,
+	errOverloaded:       codes.ResourceExhausted,
+	errCanceled:         codes.Canceled,
+	errModelFailed:      codes.Internal,
+	errInternal:         codes.Internal,
+}
+
+// grpcError turns an error of the table into a gRPC status: its code, its
+// message, and the error type as an ErrorInfo reason (upper case: OVERLOADED,
+// SHAPE_MISMATCH, ...), with a RetryInfo when the client may retry.
+func grpcError(e *apiError) error {
+	code, ok := grpcCodes[e.typ]
+	if !ok {
+		code = codes.Internal
+	}
+	st := status.New(code, e.msg)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
+		Reason: strings.ToUpper(string(e.typ)), Domain: "modelwatch",
+		Metadata: map[string]string{"error_type": string(e.typ)},
+	}}
+	if e.retryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(e.retryAfter) * time.Second)})
+	}
+	if withDetails, err := st.WithDetails(details...); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// authorizeGRPC decides whether a call may use what needs a, from its
+// "authorization: Bearer TOKEN" metadata, as authorize does for HTTP; the
+// gRPC listener is never the admin listener. A refusal is counted in
+// modelwatch_http_auth_refused_total.
+func (s *Server) authorizeGRPC(ctx context.Context, a access) *apiError {
+	aerr, why := s.decideGRPC(ctx, a)
+	if aerr != nil {
+		s.access.AuthRefused.WithLabelValues(string(why)).Inc()
+	}
+	return aerr
+}
+
+func (s *Server) decideGRPC(ctx context.Context, a access) (*apiError, refusal) {
+	tokens := s.opts.Tokens
+	switch {
+	case a == accessOpen:
+		return nil, ""
+	case a == accessInference && !s.opts.InferenceAuth:
+		return nil, ""
+	case tokens == nil:
+		return newError(errForbidden, "the control plane is served over gRPC only to an admin token of --token-file"), refusedForbidden
+	}
+	tok := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 && len(v[0]) >= 7 && strings.EqualFold(v[0][:7], "bearer ") {
+			tok = strings.TrimSpace(v[0][7:])
+		}
+	}
+	if tok == "" {
+		return newError(errUnauthorized, "this method needs a bearer token (metadata authorization: Bearer TOKEN)"), refusedMissing
+	}
+	now := requestInfoFrom(ctx).start
+	if now.IsZero() {
+		now = tokens.now()
+	}
+	scope, ok := tokens.lookupAt(tok, now)
+	if !ok {
+		return newError(errUnauthorized, "the bearer token is not valid"), refusedInvalid
+	}
+	if a == accessControl && scope != ScopeAdmin {
+		return newError(errForbidden, "the bearer token's scope is %s; this method needs an admin token", scope), refusedForbidden
+	}
+	return nil, ""
+}
+
+// ServerLive implements inferencepb.GRPCInferenceServiceServer.
+func (g *GRPC) ServerLive(context.Context, *inferencepb.ServerLiveRequest) (*inferencepb.ServerLiveResponse, error) {
+	return &inferencepb.ServerLiveResponse{Live: true}, nil
+}
+
+// ServerReady answers what /v2/health/ready answers.
+func (g *GRPC) ServerReady(context.Context, *inferencepb.ServerReadyRequest) (*inferencepb.ServerReadyResponse, error) {
+	return &inferencepb.ServerReadyResponse{Ready: g.s.isReady() && !g.health.draining.Load()}, nil
+}
+
+// ModelReady answers ready for a loaded model and version, and NOT_FOUND
+// for others, as GET /v2/models/{model}/ready answers 404.
+func (g *GRPC) ModelReady(_ context.Context, req *inferencepb.ModelReadyRequest) (*inferencepb.ModelReadyResponse, error) {
+	if _, err := g.s.models.Resolve(req.GetName(), req.GetVersion()); err != nil {
+		return nil, grpcError(fromModelError(err))
+	}
+	return &inferencepb.ModelReadyResponse{Ready: true}, nil
+}
+
+// ServerMetadata answers what GET /v2 answers.
+func (g *GRPC) ServerMetadata(context.Context, *inferencepb.ServerMetadataRequest) (*inferencepb.ServerMetadataResponse, error) {
+	ext := []string{}
+	if g.s.opts.Repository != nil {
+		ext = append(ext, "model_repository")
+	}
+	return &inferencepb.ServerMetadataResponse{Name: "modelwatch", Version: version.Get().Version, Extensions: ext}, nil
+}
+
+// ModelMetadata answers what GET /v2/models/{model}[/versions/{version}]
+// answers, less its parameters, which the message has no field for.
+func (g *GRPC) ModelMetadata(_ context.Context, req *inferencepb.ModelMetadataRequest) (*inferencepb.ModelMetadataResponse, error) {
+	m, err := g.s.models.Resolve(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, grpcError(fromModelError(err))
+	}
+	meta := m.Metadata()
+	platform := platforms[meta.Type]
+	if platform == "" {
+		platform = meta.Type
+	}
+	out := &inferencepb.ModelMetadataResponse{Name: meta.Name, Versions: g.s.models.Versions(meta.Name), Platform: platform}
+	if req.GetVersion() != "" {
+		out.Versions = []string{meta.Version}
+	}
+	for _, t := range meta.InputTensors {
+		out.Inputs = append(out.Inputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape})
+	}
+	for _, t := range meta.OutputTensors {
+		out.Outputs = append(out.Outputs, &inferencepb.ModelMetadataResponse_TensorMetadata{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape})
+	}
+	return out, nil
+}
+
+// RepositoryIndex answers what POST /v2/repository/index answers.
+func (g *GRPC) RepositoryIndex(_ context.Context, req *inferencepb.RepositoryIndexRequest) (*inferencepb.RepositoryIndexResponse, error) {
+	repo := g.s.opts.Repository
+	if repo == nil {
+		return nil, grpcError(newError(errNotFound, "this server has no model repository"))
+	}
+	out := &inferencepb.RepositoryIndexResponse{}
+	for _, st := range repo.Index() {
+		if !req.GetReady() || st.State == repository.Ready {
+			out.Models = append(out.Models, &inferencepb.RepositoryIndexResponse_ModelIndex{Name: st.Name, Version: st.Version, State: string(st.State), Reason: st.Reason})
+		}
+	}
+	return out, nil
+}
+
+// RepositoryModelLoad loads a model of the repository, for an admin token
+// only, as POST /v2/repository/models/{model}/load. Its parameters are
+// accepted and ignored.
+func (g *GRPC) RepositoryModelLoad(ctx context.Context, req *inferencepb.RepositoryModelLoadRequest) (*inferencepb.RepositoryModelLoadResponse, error) {
+	if aerr := g.control(ctx); aerr != nil {
+		return nil, grpcError(aerr)
+	}
+	switch err := g.s.opts.Repository.Load(ctx, req.GetModelName()); {
+	case errors.Is(err, repository.ErrNotFound):
+		return nil, grpcError(newError(errModelNotFound, "no model of that name in the repository"))
+	case err != nil:
+		return nil, grpcError(newError(errLoadFailed, "%v", err))
+	}
+	return &inferencepb.RepositoryModelLoadResponse{}, nil
+}
+
+// RepositoryModelUnload unloads a model, for an admin token only, as POST
+// /v2/repository/models/{model}/unload.
+func (g *GRPC) RepositoryModelUnload(ctx context.Context, req *inferencepb.RepositoryModelUnloadRequest) (*inferencepb.RepositoryModelUnloadResponse, error) {
+	if aerr := g.control(ctx); aerr != nil {
+		return nil, grpcError(aerr)
+	}
+	switch err := g.s.opts.Repository.Unload(req.GetModelName()); {
+	case errors.Is(err, repository.ErrNotFound):
+		return nil, grpcError(newError(errModelNotFound, "no model of that name is loaded"))
+	case err != nil:
+		return nil, grpcError(newError(errInternal, "%v", err))
+	}
+	return &inferencepb.RepositoryModelUnloadResponse{}, nil
+}
+
+// control checks a control-plane call's credential, then that there is a
+// repository to control.
+func (g *GRPC) control(ctx context.Context) *apiError {
+	if aerr := g.s.authorizeGRPC(ctx, accessControl); aerr != nil {
+		return aerr
+	}
+	if g.s.opts.Repository == nil {
+		return newError(errNotFound, "this server has no model repository")
+	}
+	return nil
+}
+
+// ModelInfer runs a model over the inference core, as POST
+// /v2/models/{model}/infer does: typed contents or raw_input_contents in,
+// typed contents out, or raw_output_contents when the request sent raw
+// inputs (as Triton answers). Request and output parameters are accepted and
+// ignored. The request id is the x-request-id metadata when it is valid,
+// else a new one; it is sent back as x-request-id header metadata, for
+// POST /feedback. Errors are counted in model_prediction_errors_total as
+// REST's are.
+func (g *GRPC) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
+	s := g.s
+	info := requestInfo{start: s.opts.Now()}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-request-id"); len(v) > 0 && validRequestID(v[0]) {
+			info.id = v[0]
+		}
+	}
+	if info.id == "" {
+		info.id = s.opts.NewRequestID()
+	}
+	grpc.SetHeader(ctx, metadata.Pairs("x-request-id", info.id))
+	ctx = context.WithValue(ctx, requestInfoKey{}, info)
+	if aerr := s.authorizeGRPC(ctx, accessInference); aerr != nil {
+		return nil, grpcError(aerr)
+	}
+	resp, aerr := g.infer(ctx, req)
+	if aerr != nil {
+		s.metrics.PredictionErrors.WithLabelValues(aerr.model, string(aerr.typ)).Inc()
+		if errorStatus[aerr.typ] >= 500 {
+			s.log.Error("request failed", "request_id", info.id, "protocol", "grpc", "error_type", aerr.typ, "model", aerr.model, "err", aerr.msg)
+		} else {
+			s.log.Debug("request rejected", "request_id", info.id, "protocol", "grpc", "error_type", aerr.typ, "model", aerr.model, "err", aerr.msg)
+		}
+		return nil, grpcError(aerr)
+	}
+	return resp, nil
+}
+
+func (g *GRPC) infer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *apiError) {
+	s := g.s
+	if aerr := s.admit(); aerr != nil {
+		return nil, aerr
+	}
+	defer s.leave()
+	t0 := s.opts.Now()
+	if len(req.GetId()) > 256 {
+		return nil, newError(errInvalidRequest, `"id" is longer than 256 bytes`)
+	}
+	v, aerr := s.acquire(req.GetModelName(), req.GetModelVersion())
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer v.release()
+	treq, aerr := s.grpcDecode(v, req)
+	if aerr == nil {
+		var ts []model.Tensor
+		if ts, aerr = s.inferTensors(ctx, v, treq, t0); aerr == nil {
+			resp, aerr := grpcEncode(v, req, ts)
+			if aerr == nil {
+				v.series.InputSize.Observe(float64(proto.Size(req)))
+				v.series.OutputSize.Observe(float64(proto.Size(resp)))
+				return resp, nil
+			}
+		}
+	}
+	aerr.model = v.meta.Name
+	return nil, aerr
+}
+
+// grpcDecode decodes a ModelInfer request's inputs into tensors, making the
+// checks the core makes, in the same order, before it decodes each input's
+// data, as v2Decode does for REST.
+func (s *Server) grpcDecode(v *view, req *inferencepb.ModelInferRequest) (tensorRequest, *apiError) {
+	meta := &v.meta
+	ins, raw := req.GetInputs(), req.GetRawInputContents()
+	if len(ins) == 0 {
+		return tensorRequest{}, newError(errEmptyBatch, `"inputs" has no tensors`)
+	}
+	if len(raw) > 0 && len(raw) != len(ins) {
+		return tensorRequest{}, newError(errInvalidRequest, "raw_input_contents has %d entries for %d inputs; send one per input, or none", len(raw), len(ins))
+	}
+	treq := tensorRequest{inputs: make([]model.Tensor, 0, len(ins))}
+	for _, o := range req.GetOutputs() {
+		treq.outputs = append(treq.outputs, o.GetName())
+	}
+	if _, aerr := checkOutputs(meta, treq.outputs); aerr != nil {
+		return tensorRequest{}, aerr
+	}
+	_, isTensorModel := v.model.(model.TensorModel)
+	feature := !isTensorModel && byFeature(meta, ins[0].GetName())
+	for i, in := range ins {
+		name, shape := in.GetName(), in.GetShape()
+		if shape == nil {
+			// A shape of no dimensions is not one any model takes; proto3
+			// cannot tell it from a missing one.
+			shape = []int64{}
+		}
+		spec, aerr := inputSpec(meta, feature, i, name, shape, treq.inputs)
+		if aerr != nil {
+			return tensorRequest{}, aerr
+		}
+		if _, aerr := checkSpec(name, in.GetDatatype(), shape, spec, isTensorModel, s.maxRows(v)); aerr != nil {
+			return tensorRequest{}, aerr
+		}
+		var t model.Tensor
+		if len(raw) > 0 {
+			if in.GetContents() != nil {
+				return tensorRequest{}, newError(errInvalidRequest, "input %s has contents as well as raw_input_contents; send one or the other", name)
+			}
+			var err error
+			if t, err = rawtensor.DecodeRaw(in.GetDatatype(), shape, raw[i]); err != nil {
+				typ := errShapeMismatch
+				switch {
+				case errors.Is(err, rawtensor.ErrDatatype):
+					typ = errInvalidRequest
+				case errors.Is(err, rawtensor.ErrValue):
+					typ = errInvalidInput
+				}
+				return tensorRequest{}, newError(typ, "input %s: raw_input_contents[%d]: %v", name, i, err)
+			}
+		} else {
+			var aerr *apiError
+			if t, aerr = typedContents(name, in.GetDatatype(), shape, in.GetContents()); aerr != nil {
+				return tensorRequest{}, aerr
+			}
+		}
+		t.Name = name
+		treq.inputs = append(treq.inputs, t)
+	}
+	return treq, nil
+}
+
+// typedContents reads an input's typed contents: the one field of
+// InferTensorContents that its datatype takes.
+func typedContents(name, datatype string, shape []int64, c *inferencepb.InferTensorContents) (model.Tensor, *apiError) {
+	t := model.Tensor{Name: name, DataType: model.DataType(datatype), Shape: shape}
+	if c == nil {
+		return t, newError(errInvalidRequest, "input %s has no data (contents or raw_input_contents)", name)
+	}
+	set := map[string]int{
+		"bool_contents": len(c.BoolContents), "int_contents": len(c.IntContents), "int64_contents": len(c.Int64Contents),
+		"uint_contents": len(c.UintContents), "uint64_contents": len(c.Uint64Contents), "fp32_contents": len(c.Fp32Contents),
+		"fp64_contents": len(c.Fp64Contents), "bytes_contents": len(c.BytesContents),
+	}
+	field := ""
+	switch t.DataType {
+	case model.BOOL:
+		field, t.Data = "bool_contents", c.BoolContents
+	case model.INT32:
+		field, t.Data = "int_contents", c.IntContents
+	case model.INT64:
+		field, t.Data = "int64_contents", c.Int64Contents
+	case model.FP32:
+		field, t.Data = "fp32_contents", c.Fp32Contents
+	case model.FP64:
+		field, t.Data = "fp64_contents", c.Fp64Contents
+	case model.BYTES:
+		field = "bytes_contents"
+		strs := make([]string, len(c.BytesContents))
+		for i, b := range c.BytesContents {
+			strs[i] = string(b)
+		}
+		t.Data = strs
+	}
+	for f, n := range set {
+		if f != field && n > 0 {
+			return t, newError(errInvalidRequest, "input %s is %s, which takes %s; the request sets %s", name, datatype, field, f)
+		}
+	}
+	// The slices the generated code holds are nil when empty; the core
+	// counts elements by the data's type.
+	switch d := t.Data.(type) {
+	case []bool:
+		if d == nil {
+			t.Data = []bool{}
+		}
+	case []int32:
+		if d == nil {
+			t.Data = []int32{}
+		}
+	case []int64:
+		if d == nil {
+			t.Data = []int64{}
+		}
+	case []float32:
+		if d == nil {
+			t.Data = []float32{}
+		}
+	case []float64:
+		if d == nil {
+			t.Data = []float64{}
+		}
+	}
+	return t, nil
+}
+
+// grpcEncode writes the core's output tensors into a ModelInfer response:
+// as raw_output_contents when the request sent raw_input_contents, else as
+// typed contents.
+func grpcEncode(v *view, req *inferencepb.ModelInferRequest, ts []model.Tensor) (*inferencepb.ModelInferResponse, *apiError) {
+	resp := &inferencepb.ModelInferResponse{ModelName: v.meta.Name, ModelVersion: v.meta.Version, Id: req.GetId(),
+		Outputs: make([]*inferencepb.ModelInferResponse_InferOutputTensor, len(ts))}
+	raw := len(req.GetRawInputContents()) > 0
+	if raw {
+		resp.RawOutputContents = make([][]byte, len(ts))
+	}
+	for i, t := range ts {
+		out := &inferencepb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: string(t.DataType), Shape: t.Shape}
+		resp.Outputs[i] = out
+		if raw {
+			b, err := rawtensor.EncodeRaw(t)
+			if err != nil {
+				return nil, newError(errModelFailed, "output %s cannot be encoded: %v", t.Name, err)
+			}
+			resp.RawOutputContents[i] = b
+			continue
+		}
+		c := &inferencepb.InferTensorContents{}
+		switch d := t.Data.(type) {
+		case []bool:
+			c.BoolContents = d
+		case []int32:
+			c.IntContents = d
+		case []int64:
+			c.Int64Contents = d
+		case []float32:
+			c.Fp32Contents = d
+		case []float64:
+			c.Fp64Contents = d
+		case []string:
+			c.BytesContents = make([][]byte, len(d))
+			for j, s := range d {
+				c.BytesContents[j] = []byte(s)
+			}
+		default:
+			return nil, newError(errModelFailed, "output %s holds data of type %T", t.Name, t.Data)
+		}
+		out.Contents = c
+	}
+	return resp, nil
+}
+
+var _ inferencepb.GRPCInferenceServiceServer = (*GRPC)(nil)
