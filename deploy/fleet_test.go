@@ -51,7 +51,7 @@ func TestFleet(t *testing.T) {
 	replicas := make([]*fleetReplica, 3)
 	start := func(r *fleetReplica) {
 		t.Helper()
-		r.proc = testenv.Start(t, modelwatchBin, "serve", "--listen-address", r.addr, "--log-level", "warn",
+		r.proc = testenv.Start(t, modelwatchBin, "serve", "--listen-address", r.addr, "--grpc-listen-address", "", "--log-level", "warn",
 			"--prediction-log", pg.DSN(), "--data-dir", r.data,
 			// Long enough for haproxy's health check to see /ready fail,
 			// and for a scrape to take the last counts.

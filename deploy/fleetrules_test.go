@@ -35,7 +35,7 @@ func TestFleetDrift(t *testing.T) {
 		var addrs []string
 		for range 3 {
 			addr := testenv.FreePort(t)
-			p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
+			p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--grpc-listen-address", "", "--log-level", "warn")
 			testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 			addrs = append(addrs, addr)
 		}

@@ -29,7 +29,7 @@ func TestThreeReplicas(t *testing.T) {
 		var procs []*testenv.Proc
 		for range 3 {
 			addr := testenv.FreePort(t)
-			p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--log-level", "warn")
+			p := testenv.Start(t, modelwatchBin, "serve", "--listen-address", addr, "--grpc-listen-address", "", "--log-level", "warn")
 			testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 			addrs, procs = append(addrs, addr), append(procs, p)
 		}

@@ -182,7 +182,7 @@ func stack(t *testing.T, v prometheustest.Version, lib string) {
 	data, _ := os.ReadFile("../internal/model/onnx/testdata/two_inputs.onnx")
 	os.WriteFile(filepath.Join(repo, "faulty/1/model.onnx"), data, 0o644)
 	mwAddr := testenv.FreePort(t)
-	mw := testenv.Start(t, modelwatchBin, "serve", "--listen-address", mwAddr, "--model-repository", repo, "--onnxruntime-library", lib)
+	mw := testenv.Start(t, modelwatchBin, "serve", "--listen-address", mwAddr, "--grpc-listen-address", "", "--model-repository", repo, "--onnxruntime-library", lib)
 	testenv.WaitHTTP(t, "http://"+mwAddr+"/ready", mw)
 
 	// A second modelwatch target whose GPU metrics come from go-nvml's mock,

@@ -153,7 +153,7 @@ func TestMaxConnectionsFitsTheOpenFileLimit(t *testing.T) {
 	// it, and keeps 512 for the metrics and admin listeners and 256 for its
 	// own files.
 	proc := testenv.Start(t, "/bin/sh", "-c", `ulimit -n 1024 && exec "$0" "$@"`, binary, "serve",
-		"--listen-address", addr, "--max-connections", "4096", "--log-format", "json")
+		"--listen-address", addr, "--grpc-listen-address", "", "--max-connections", "4096", "--log-format", "json")
 	testenv.WaitHTTP(t, "http://"+addr+"/ready", proc)
 	_, text, _ := get(t, http.DefaultClient, "http://"+addr+"/metrics")
 	if got := scrape(t, text)[`modelwatch_http_max_connections{listener="api"}`]; got != 256 {

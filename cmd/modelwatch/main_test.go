@@ -89,7 +89,7 @@ func (b *logBuffer) String() string {
 // it listens.
 func start(t *testing.T, listeners int, args ...string) *process {
 	t.Helper()
-	args = append([]string{"serve", "--listen-address", "127.0.0.1:0", "--log-format", "json"}, args...)
+	args = append([]string{"serve", "--listen-address", "127.0.0.1:0", "--grpc-listen-address", "127.0.0.1:0", "--log-format", "json"}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "MODELWATCH_LOG_LEVEL=info")
 	// A directory of its own for the prediction log (a --data-dir flag
@@ -525,11 +525,11 @@ func TestCommandLine(t *testing.T) {
 	}
 	if _, err := os.Stat("/dev/nvidiactl"); err != nil {
 		// No NVIDIA driver here: --gpu-metrics on must refuse to start.
-		if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--gpu-metrics", "on"); code != 1 || !strings.Contains(errOut, "gpu-metrics on: ") {
+		if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--grpc-listen-address", "", "--gpu-metrics", "on"); code != 1 || !strings.Contains(errOut, "gpu-metrics on: ") {
 			t.Errorf("--gpu-metrics on without a GPU: exit %d, %q", code, errOut)
 		}
 	}
-	if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--default-model", "other"); code != 2 || !strings.Contains(errOut, `default-model "other" is not loaded`) {
+	if code, _, errOut := run("serve", "--listen-address", "127.0.0.1:0", "--grpc-listen-address", "", "--default-model", "other"); code != 2 || !strings.Contains(errOut, `default-model "other" is not loaded`) {
 		t.Errorf("unknown default model: %d %q", code, errOut)
 	}
 }

@@ -178,7 +178,7 @@ func TestTLSCertificateReload(t *testing.T) {
 	os.WriteFile(certFile, cert1, 0o600)
 	os.WriteFile(keyFile, key1, 0o600)
 	api, admin := testenv.FreePort(t), testenv.FreePort(t)
-	proc := testenv.Start(t, binary, "serve", "--listen-address", api, "--admin-listen-address", admin,
+	proc := testenv.Start(t, binary, "serve", "--listen-address", api, "--admin-listen-address", admin, "--grpc-listen-address", "",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "json")
 
 	// served returns the certificate a listener presents.
