@@ -259,7 +259,7 @@ func TestDefaultValues(t *testing.T) {
 		t.Errorf("default mounts %+v, want /tmp and the data directory", c.VolumeMounts)
 	}
 	wantArgs := []string{"serve", "--listen-address=:8000", "--log-format=json", "--shutdown-timeout=20s", "--embedded-model=true", "--gpu-metrics=auto",
-		"--max-connections=4096", "--admin-listen-address=127.0.0.1:9001", "--data-dir=/var/lib/modelwatch", "--prediction-log=embedded",
+		"--max-connections=4096", "--admin-listen-address=127.0.0.1:9001", "--grpc-listen-address=:8001", "--data-dir=/var/lib/modelwatch", "--prediction-log=embedded",
 		"--prediction-log-sample=1", "--prediction-log-retention=720h"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("default args\n%q, want\n%q", c.Args, wantArgs)
@@ -452,6 +452,8 @@ env: [{name: MODELWATCH_LOG_LEVEL, value: debug}]
 			"extraArgs: [max-in-flight=3]",
 			"modelRepository: {pollInterval: often}",
 			"servicemonitor: {enabled: true}",
+			"probes: {type: exec}",
+			"grpc: {port: 0}",
 		} {
 			if _, err := render(t, "modelwatch", "ml", values(t, bad)); err == nil || !strings.Contains(err.Error(), "schema") {
 				t.Errorf("%s: rendered (err %v), want a schema error", bad, err)
@@ -703,10 +705,21 @@ func checkRelease(t *testing.T, r *release) {
 	}
 	c := pod.Spec.Containers[0]
 	cfg := serveConfig(t, c.Args)
-	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || fmt.Sprintf(":%d", c.Ports[0].ContainerPort) != cfg.ListenAddress {
+	wantPorts := 1
+	if cfg.GRPCListenAddress != "" {
+		// gRPC: a port of the pod and of the Service, named grpc.
+		wantPorts = 2
+		if len(c.Ports) != 2 || c.Ports[1].Name != "grpc" || fmt.Sprintf(":%d", c.Ports[1].ContainerPort) != cfg.GRPCListenAddress {
+			t.Errorf("container ports %+v, want grpc on the --grpc-listen-address %s", c.Ports, cfg.GRPCListenAddress)
+		}
+		if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[1].Name != "grpc" || svc.Spec.Ports[1].TargetPort.String() != "grpc" {
+			t.Errorf("Service ports %+v, want grpc to the container's grpc", svc.Spec.Ports)
+		}
+	}
+	if len(c.Ports) != wantPorts || c.Ports[0].Name != "http" || fmt.Sprintf(":%d", c.Ports[0].ContainerPort) != cfg.ListenAddress {
 		t.Errorf("container ports %+v, want http on the --listen-address %s", c.Ports, cfg.ListenAddress)
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].TargetPort.String() != "http" {
+	if len(svc.Spec.Ports) != wantPorts || svc.Spec.Ports[0].Name != "http" || svc.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("Service ports %+v, want http to the container's http", svc.Spec.Ports)
 	}
 	// The control plane listens on the pod's loopback only, reached with
@@ -745,6 +758,18 @@ func checkRelease(t *testing.T, r *release) {
 		probe *corev1.Probe
 		path  string
 	}{{"startup", c.StartupProbe, "/health"}, {"liveness", c.LivenessProbe, "/health"}, {"readiness", c.ReadinessProbe, "/ready"}} {
+		if p.probe != nil && p.probe.GRPC != nil {
+			// Kubernetes' gRPC probe: grpc.health.v1 on the gRPC port,
+			// service "liveness" or "" (readiness).
+			service := "liveness"
+			if p.name == "readiness" {
+				service = ""
+			}
+			if fmt.Sprintf(":%d", p.probe.GRPC.Port) != cfg.GRPCListenAddress || p.probe.GRPC.Service == nil || *p.probe.GRPC.Service != service || cfg.TLSCertFile != "" {
+				t.Errorf("%s probe %+v, want gRPC service %q on %s, without TLS", p.name, p.probe.GRPC, service, cfg.GRPCListenAddress)
+			}
+			continue
+		}
 		if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "http" {
 			t.Errorf("%s probe %+v, want GET %s on http", p.name, p.probe, p.path)
 		} else if got := cmp.Or(p.probe.HTTPGet.Scheme, corev1.URISchemeHTTP); got != scheme {
@@ -974,5 +999,37 @@ func TestValuesDocumented(t *testing.T) {
 	walk("", v)
 	if n < 40 {
 		t.Fatalf("walked only %d values", n)
+	}
+}
+
+// TestGRPCValues: the gRPC port in the pod and the Service, the kubelet's
+// native gRPC probes with probes.type grpc, gRPC off, and the combinations
+// the chart refuses.
+func TestGRPCValues(t *testing.T) {
+	r := mustRender(t, "modelwatch", "ml", values(t, "probes: {type: grpc}\ngrpc: {port: 9500}"))
+	checkRelease(t, r)
+	c := r.deployments[0].Spec.Template.Spec.Containers[0]
+	if c.ReadinessProbe.GRPC == nil || c.ReadinessProbe.GRPC.Port != 9500 || c.ReadinessProbe.HTTPGet != nil {
+		t.Errorf("readiness probe %+v, want gRPC on 9500", c.ReadinessProbe)
+	}
+	if svc := r.services[0]; len(svc.Spec.Ports) != 2 || svc.Spec.Ports[1].Port != 9500 || svc.Spec.Ports[1].AppProtocol == nil || *svc.Spec.Ports[1].AppProtocol != "grpc" {
+		t.Errorf("Service ports %+v, want grpc on 9500 with appProtocol grpc", svc.Spec.Ports)
+	}
+
+	off := mustRender(t, "modelwatch", "ml", values(t, "grpc: {enabled: false}"))
+	checkRelease(t, off)
+	if cfg := serveConfig(t, off.deployments[0].Spec.Template.Spec.Containers[0].Args); cfg.GRPCListenAddress != "" {
+		t.Errorf("grpc.enabled false: --grpc-listen-address %q, want off", cfg.GRPCListenAddress)
+	}
+
+	for _, bad := range []string{
+		"probes: {type: grpc}\ngrpc: {enabled: false}",
+		"probes: {type: grpc}\ntls: {existingSecret: modelwatch-tls}",
+		"grpc: {port: 8000}",
+		"grpc: {port: 9001}",
+	} {
+		if _, err := render(t, "modelwatch", "ml", values(t, bad)); err == nil {
+			t.Errorf("%s: rendered, want a refusal", bad)
+		}
 	}
 }

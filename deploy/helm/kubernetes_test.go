@@ -290,6 +290,9 @@ func TestKubernetesScrapeJob(t *testing.T) {
 			if strings.HasPrefix(a[i], "--admin-listen-address=127.0.0.1:") {
 				a[i] = "--admin-listen-address=" + testenv.FreePortOn(t, "127.0.0.1")
 			}
+			if strings.HasPrefix(a[i], "--grpc-listen-address=") {
+				a[i] = "--grpc-listen-address=" + testenv.FreePortOn(t, s.ip)
+			}
 		}
 		p := testenv.Start(t, bin, a...)
 		testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
@@ -731,6 +734,9 @@ func TestServiceMonitorScrape(t *testing.T) {
 			if !strings.HasPrefix(a, "--listen-address=") && !strings.HasPrefix(a, "--model-repository=") && !strings.HasPrefix(a, "--embedded-model=") {
 				if strings.HasPrefix(a, "--admin-listen-address=127.0.0.1:") {
 					a = "--admin-listen-address=" + admin
+				}
+				if strings.HasPrefix(a, "--grpc-listen-address=") {
+					a = "--grpc-listen-address=" + testenv.FreePort(t)
 				}
 				args = append(args, a)
 			}

@@ -42,6 +42,10 @@ import (
 // which the health service also answers for.
 const inferenceService = "inference.GRPCInferenceService"
 
+// livenessService is the grpc.health.v1 service a liveness probe asks for:
+// SERVING while the process serves, even while it starts or drains.
+const livenessService = "liveness"
+
 // GRPCOptions configures the gRPC front-end.
 type GRPCOptions struct {
 	// Registerer receives the request-level metrics (grpc_server_*); nil
@@ -129,7 +133,8 @@ func (g *GRPC) Stop(ctx context.Context) error {
 
 // healthService is grpc.health.v1's standard server, kept saying what
 // /ready says: SERVING for "" and the inference service when the server
-// takes traffic, NOT_SERVING otherwise and from Drain on.
+// takes traffic, NOT_SERVING otherwise and from Drain on; and SERVING for
+// "liveness" always, as /health.
 type healthService struct {
 	*health.Server
 	s        *Server
@@ -153,6 +158,9 @@ func (h *healthService) update() {
 	}
 	h.Server.SetServingStatus("", st)
 	h.Server.SetServingStatus(inferenceService, st)
+	// "liveness" is SERVING while the process serves gRPC, ready or not,
+	// for a liveness probe (Kubernetes' gRPC probes name a service).
+	h.Server.SetServingStatus(livenessService, healthpb.HealthCheckResponse_SERVING)
 }
 
 func (h *healthService) drain() {

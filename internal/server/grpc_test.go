@@ -438,6 +438,9 @@ func TestGRPCHealthAndDrain(t *testing.T) {
 	if check("") != healthpb.HealthCheckResponse_NOT_SERVING || check(inferenceService) != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Error("SERVING while draining")
 	}
+	if check(livenessService) != healthpb.HealthCheckResponse_SERVING {
+		t.Error("liveness not SERVING while draining")
+	}
 	if r, _ := g.client.ServerReady(ctx, &inferencepb.ServerReadyRequest{}); r.GetReady() {
 		t.Error("ServerReady while draining")
 	}
