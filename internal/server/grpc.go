@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,9 @@ func (s *Server) NewGRPC(opts GRPCOptions) *GRPC {
 	}
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.opts.MaxBodyBytes)),
+		// A pool of goroutines serves the streams, rather than one new
+		// goroutine (and its stack growth) per call.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(
 			met.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
@@ -261,10 +265,8 @@ func (s *Server) decideGRPC(ctx context.Context, a access) (*apiError, refusal) 
 		return newError(errForbidden, "the control plane is served over gRPC only to an admin token of --token-file"), refusedForbidden
 	}
 	tok := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("authorization"); len(v) > 0 && len(v[0]) >= 7 && strings.EqualFold(v[0][:7], "bearer ") {
-			tok = strings.TrimSpace(v[0][7:])
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 && len(v[0]) >= 7 && strings.EqualFold(v[0][:7], "bearer ") {
+		tok = strings.TrimSpace(v[0][7:])
 	}
 	if tok == "" {
 		return newError(errUnauthorized, "this method needs a bearer token (metadata authorization: Bearer TOKEN)"), refusedMissing
@@ -405,10 +407,10 @@ func (g *GRPC) control(ctx context.Context) *apiError {
 func (g *GRPC) ModelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, error) {
 	s := g.s
 	info := requestInfo{start: s.opts.Now()}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get("x-request-id"); len(v) > 0 && validRequestID(v[0]) {
-			info.id = v[0]
-		}
+	// ValueFromIncomingContext copies one value, where FromIncomingContext
+	// would copy every header.
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) > 0 && validRequestID(v[0]) {
+		info.id = v[0]
 	}
 	if info.id == "" {
 		info.id = s.opts.NewRequestID()
