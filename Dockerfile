@@ -38,7 +38,7 @@ ENV MODELWATCH_ONNXRUNTIME_LIBRARY=/opt/onnxruntime/lib/libonnxruntime.so \
 # them across containers.
 VOLUME /var/lib/modelwatch
 USER 10001
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["curl", "-fsS", "http://127.0.0.1:8000/health"]
 ENTRYPOINT ["/usr/local/bin/modelwatch"]
 CMD ["serve"]
