@@ -66,7 +66,7 @@ build:
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
 ## a build without cgo, a short fuzzing run of every request decoder, and the
 ## Helm chart's tests; deploy/ against Debian's Prometheus 2.x and Prometheus 3.
-test: onnxruntime prometheus3 jaeger $(GRPCURL) proto-check fmt-check vet race nocgo fuzz chart
+test: onnxruntime prometheus3 jaeger $(GRPCURL) $(GRPC_HEALTH_PROBE) proto-check fmt-check vet race nocgo fuzz chart
 
 ## onnxruntime: ONNX Runtime's shared library for the tests, from the
 ## onnxruntime-node npm package (npm pack; needs npm).
