@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/grpc/inferencepb"
 	"github.com/modelwatch/modelwatch/internal/grpc/rawtensor"
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/modeltest"
 )
 
 // grpcHarness serves the harness's Server over gRPC on a loopback port.
@@ -313,6 +315,36 @@ func TestGRPCErrors(t *testing.T) {
 		})
 	}
 
+	// A model that fails: INTERNAL, model_error.
+	failing := &modeltest.Model{Meta: model.Metadata{Name: "failing", Version: "1", Type: "fake", Features: []string{"x", "y"}, Outputs: 1},
+		PredictFunc: func(context.Context, model.Batch) (model.Result, error) {
+			return model.Result{}, errors.New("out of cheese")
+		}}
+	g.srv.models.Add(failing)
+	g.met.ModelLoaded(failing.Meta, time.Millisecond)
+	_, err := g.client.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "failing", Inputs: inputs{fp32Input("x", []int64{1}, 1), fp32Input("y", []int64{1}, 0)}})
+	if status.Code(err) != codes.Internal || grpcErrorType(err) != "model_error" {
+		t.Errorf("a failing model: %v", err)
+	}
+
+	// The client goes away while the model runs: counted as canceled.
+	cctx, ccancel := context.WithCancel(ctx)
+	time.AfterFunc(50*time.Millisecond, ccancel)
+	canceled := `model_prediction_errors_total{error_type="canceled",model_name="slow"}`
+	before := g.snapshot()[canceled]
+	if _, err := g.client.ModelInfer(cctx, &inferencepb.ModelInferRequest{ModelName: "slow", Inputs: inputs{fp32Input("x", []int64{1}, 1), fp32Input("y", []int64{1}, 0)}}); status.Code(err) != codes.Canceled {
+		t.Errorf("canceled: %v", err)
+	}
+	testenvWait(t, func() bool { return g.snapshot()[canceled] == before+1 })
+
+	// Starting, models still loading: UNAVAILABLE, with a RetryInfo.
+	g.srv.SetReady(false)
+	_, err = g.client.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "not_yet", Inputs: inputs{good()}})
+	g.srv.SetReady(true)
+	if status.Code(err) != codes.Unavailable || grpcErrorType(err) != "unavailable" || !hasRetryInfo(err) {
+		t.Errorf("starting: %v", err)
+	}
+
 	// Over the message limit (MaxBodyBytes, 4096 here): grpc-go refuses it
 	// before any handler runs.
 	big := fp32Input("input", []int64{200, 6}, make([]float32, 1200)...)
@@ -332,17 +364,32 @@ func TestGRPCErrors(t *testing.T) {
 	for range cap(g.srv.inFlight) {
 		g.srv.inFlight <- struct{}{}
 	}
-	_, err := g.client.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "fraud_model", Inputs: inputs{good()}})
+	_, err = g.client.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "fraud_model", Inputs: inputs{good()}})
 	for range cap(g.srv.inFlight) {
 		<-g.srv.inFlight
 	}
-	retry := false
-	for _, d := range status.Convert(err).Details() {
-		_, ok := d.(*errdetails.RetryInfo)
-		retry = retry || ok
+	if status.Code(err) != codes.ResourceExhausted || grpcErrorType(err) != "overloaded" || !hasRetryInfo(err) {
+		t.Errorf("overloaded: %v", err)
 	}
-	if status.Code(err) != codes.ResourceExhausted || grpcErrorType(err) != "overloaded" || !retry {
-		t.Errorf("overloaded: %v, retry info %v", err, retry)
+}
+
+// hasRetryInfo reports whether a gRPC error carries a google.rpc.RetryInfo.
+func hasRetryInfo(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if _, ok := d.(*errdetails.RetryInfo); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// testenvWait waits up to 5 s for ok.
+func testenvWait(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
 	}
 }
 
