@@ -123,6 +123,7 @@ func (g *GRPC) Drain() { g.health.drain() }
 // were cut off.
 func (g *GRPC) Stop(ctx context.Context) error {
 	g.health.drain()
+	g.health.stop()
 	done := make(chan struct{})
 	go func() { g.srv.GracefulStop(); close(done) }()
 	select {
@@ -144,13 +145,37 @@ type healthService struct {
 	s        *Server
 	draining atomic.Bool
 	mu       sync.Mutex // orders updates
+	// stopping is canceled when the server stops, ending the Watch
+	// streams, which would otherwise hold a graceful stop until its
+	// timeout.
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 func newHealthService(s *Server) *healthService {
 	h := &healthService{Server: health.NewServer(), s: s}
+	h.stopping, h.stop = context.WithCancel(context.Background())
 	h.update()
 	return h
 }
+
+// Watch streams the service's status, as the standard server does, until
+// the client goes or the server stops.
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(h.stopping, cancel)()
+	return h.Server.Watch(req, watchStream{stream, ctx})
+}
+
+// watchStream is a Watch stream whose context also ends when the server
+// stops.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w watchStream) Context() context.Context { return w.ctx }
 
 // update sets the served status from readiness.
 func (h *healthService) update() {

@@ -563,3 +563,27 @@ func TestGRPCAccess(t *testing.T) {
 		t.Errorf("load without a token file: %v", err)
 	}
 }
+
+// TestGRPCStopEndsHealthWatches: a client watching health sees NOT_SERVING
+// when the server drains, and its stream does not hold the graceful stop.
+func TestGRPCStopEndsHealthWatches(t *testing.T) {
+	g := newGRPCHarness(t, nil)
+	ctx := ctxT(t)
+	w, err := g.health.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("first status %v %v", r, err)
+	}
+	g.g.Drain()
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("status after Drain %v %v", r, err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := g.g.Stop(stopCtx); err != nil || time.Since(t0) > 2*time.Second {
+		t.Errorf("Stop with a Watch open: %v after %s", err, time.Since(t0))
+	}
+}
