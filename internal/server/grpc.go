@@ -78,6 +78,10 @@ func (s *Server) NewGRPC(opts GRPCOptions) *GRPC {
 	}
 	sopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.opts.MaxBodyBytes)),
+		// grpc-go reads a message before the handler can refuse it: a
+		// connection carries at most as many calls at once as the server
+		// takes in flight.
+		grpc.MaxConcurrentStreams(uint32(s.opts.MaxInFlight)),
 		// A pool of goroutines serves the streams, rather than one new
 		// goroutine (and its stack growth) per call.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
