@@ -13,6 +13,10 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,6 +34,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/grpc/rawtensor"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/repository"
+	"github.com/modelwatch/modelwatch/internal/tracing"
 	"github.com/modelwatch/modelwatch/internal/version"
 )
 
@@ -253,11 +258,7 @@ var grpcCodes = map[errorType]codes.Code{
 // message, and the error type as an ErrorInfo reason (upper case: OVERLOADED,
 // SHAPE_MISMATCH, ...), with a RetryInfo when the client may retry.
 func grpcError(e *apiError) error {
-	code, ok := grpcCodes[e.typ]
-	if !ok {
-		code = codes.Internal
-	}
-	st := status.New(code, e.msg)
+	st := status.New(grpcCode(e), e.msg)
 	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{
 		Reason: strings.ToUpper(string(e.typ)), Domain: "modelwatch",
 		Metadata: map[string]string{"error_type": string(e.typ)},
@@ -269,6 +270,14 @@ func grpcError(e *apiError) error {
 		st = withDetails
 	}
 	return st.Err()
+}
+
+// grpcCode is the status code of an error of the table.
+func grpcCode(e *apiError) codes.Code {
+	if code, ok := grpcCodes[e.typ]; ok {
+		return code
+	}
+	return codes.Internal
 }
 
 // authorizeGRPC decides whether a call may use what needs a, from its
@@ -444,10 +453,34 @@ func (g *GRPC) ModelInfer(ctx context.Context, req *inferencepb.ModelInferReques
 	if info.id == "" {
 		info.id = s.opts.NewRequestID()
 	}
-	grpc.SetHeader(ctx, metadata.Pairs("x-request-id", info.id))
+	header := metadata.Pairs("x-request-id", info.id)
+	if s.tracer != nil {
+		ctx, info.span = s.startGRPCSpan(ctx, "ModelInfer", info.start, info.id, header)
+	}
+	grpc.SetHeader(ctx, header)
 	ctx = context.WithValue(ctx, requestInfoKey{}, info)
-	if aerr := s.authorizeGRPC(ctx, accessInference); aerr != nil {
+	resp, aerr := g.modelInfer(ctx, req)
+	if info.span != nil {
+		code := codes.OK
+		if aerr != nil {
+			spanError(info.span, aerr)
+			code = grpcCode(aerr)
+		}
+		endGRPCSpan(info.span, code, s.opts.Now())
+	}
+	if aerr != nil {
 		return nil, grpcError(aerr)
+	}
+	return resp, nil
+}
+
+// modelInfer authorizes and runs a ModelInfer call, counting its errors
+// (not its refused credentials) in model_prediction_errors_total.
+func (g *GRPC) modelInfer(ctx context.Context, req *inferencepb.ModelInferRequest) (*inferencepb.ModelInferResponse, *apiError) {
+	s := g.s
+	info := requestInfoFrom(ctx)
+	if aerr := s.authorizeGRPC(ctx, accessInference); aerr != nil {
+		return nil, aerr
 	}
 	resp, aerr := g.infer(ctx, req)
 	if aerr != nil {
@@ -457,7 +490,7 @@ func (g *GRPC) ModelInfer(ctx context.Context, req *inferencepb.ModelInferReques
 		} else {
 			s.log.Debug("request rejected", "request_id", info.id, "protocol", "grpc", "error_type", aerr.typ, "model", aerr.model, "err", aerr.msg)
 		}
-		return nil, grpcError(aerr)
+		return nil, aerr
 	}
 	return resp, nil
 }
@@ -667,3 +700,60 @@ func grpcEncode(v *view, req *inferencepb.ModelInferRequest, ts []model.Tensor) 
 }
 
 var _ inferencepb.GRPCInferenceServiceServer = (*GRPC)(nil)
+
+// startGRPCSpan starts the server span of a gRPC call of the inference
+// service, as startSpan does for HTTP: it continues the caller's trace from
+// the call's traceparent and tracestate metadata, or starts one, at start;
+// a span that records gets the call's attributes (OpenTelemetry's RPC
+// conventions) and its traceparent goes back in header.
+func (s *Server) startGRPCSpan(ctx context.Context, method string, start time.Time, requestID string, header metadata.MD) (context.Context, trace.Span) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok && (len(md["traceparent"]) > 0 || len(md["baggage"]) > 0) {
+		ctx = s.propagator.Extract(ctx, metadataCarrier(md))
+	}
+	ctx, span := s.tracer.Start(ctx, inferenceService+"/"+method, serverKind, trace.WithTimestamp(start))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	span.SetAttributes(attribute.String("rpc.system", "grpc"), attribute.String("rpc.service", inferenceService),
+		attribute.String("rpc.method", method), tracing.RequestIDKey.String(requestID))
+	propagation.TraceContext{}.Inject(ctx, metadataCarrier(header))
+	return ctx, span
+}
+
+// endGRPCSpan ends a call's span at end with its status code: an error for
+// the codes OpenTelemetry's conventions count as the server's (a client's
+// error leaves a server span's status unset).
+func endGRPCSpan(span trace.Span, code codes.Code, end time.Time) {
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(code)))
+	switch code {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		span.SetStatus(otelcodes.Error, code.String())
+	}
+	span.End(trace.WithTimestamp(end))
+}
+
+// metadataCarrier is gRPC metadata as OpenTelemetry's propagators read and
+// write it.
+type metadataCarrier metadata.MD
+
+var _ propagation.TextMapCarrier = metadataCarrier(nil)
+
+func (m metadataCarrier) Get(key string) string {
+	if v := metadata.MD(m).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (m metadataCarrier) Set(key, value string) { metadata.MD(m).Set(key, value) }
+
+func (m metadataCarrier) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -47,6 +49,13 @@ func newGRPCHarness(t *testing.T, mutate func(*Options)) *grpcHarness {
 		h.srv = New(opts)
 		h.srv.SetReady(true)
 	}
+	return serveGRPC(t, h)
+}
+
+// serveGRPC serves h's Server over gRPC on a loopback port until the test
+// ends.
+func serveGRPC(t *testing.T, h *harness) *grpcHarness {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -585,5 +594,50 @@ func TestGRPCStopEndsHealthWatches(t *testing.T) {
 	t0 := time.Now()
 	if err := g.g.Stop(stopCtx); err != nil || time.Since(t0) > 2*time.Second {
 		t.Errorf("Stop with a Watch open: %v after %s", err, time.Since(t0))
+	}
+}
+
+// TestGRPCSpans: with tracing on, a ModelInfer call has a server span that
+// continues the caller's trace from its traceparent metadata, with the
+// request's model, rows and stages as over HTTP, its traceparent in the
+// answer's header metadata, and an error's type and code.
+func TestGRPCSpans(t *testing.T) {
+	h, exp := newTracedHarness(t, sdktrace.AlwaysSample(), nil)
+	g := serveGRPC(t, h)
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "traceparent", "00-"+callerTrace+"-"+callerSpan+"-01", "x-request-id", "traced-1")
+	var header metadata.MD
+	if _, err := g.client.ModelInfer(ctx, &inferencepb.ModelInferRequest{ModelName: "fraud_model",
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{fp32Input("input", []int64{2, 6}, make([]float32, 12)...)}}, grpc.Header(&header)); err != nil {
+		t.Fatal(err)
+	}
+	spans := spansByName(t, exp.GetSpans())
+	root, ok := spans["inference.GRPCInferenceService/ModelInfer"]
+	if !ok {
+		t.Fatalf("no ModelInfer span in %v", names(exp.GetSpans()))
+	}
+	a := attrs(root)
+	if root.Parent.TraceID().String() != callerTrace || root.Parent.SpanID().String() != callerSpan ||
+		a["rpc.system"] != "grpc" || a["rpc.method"] != "ModelInfer" || a["modelwatch.request_id"] != "traced-1" ||
+		a["modelwatch.model.name"] != "fraud_model" || a["rpc.grpc.status_code"] != "0" {
+		t.Errorf("ModelInfer span: parent %v, attributes %v", root.Parent, a)
+	}
+	for _, stage := range []string{"preprocess", "infer", "postprocess"} {
+		if sp, ok := spans[stage]; !ok || sp.Parent.SpanID() != root.SpanContext.SpanID() {
+			t.Errorf("stage %s: %+v", stage, sp.Parent)
+		}
+	}
+	if tp := header.Get("traceparent"); len(tp) != 1 || !strings.Contains(tp[0], callerTrace) {
+		t.Errorf("traceparent header %q", tp)
+	}
+
+	exp.Reset()
+	_, err := g.client.ModelInfer(ctxT(t), &inferencepb.ModelInferRequest{ModelName: "fraud_model",
+		Inputs: []*inferencepb.ModelInferRequest_InferInputTensor{fp32Input("input", []int64{1, 5}, 1, 2, 3, 4, 5)}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatal(err)
+	}
+	failed := spansByName(t, exp.GetSpans())["inference.GRPCInferenceService/ModelInfer"]
+	if a := attrs(failed); a["error.type"] != "shape_mismatch" || a["rpc.grpc.status_code"] != "3" || failed.Status.Code != otelcodes.Unset {
+		t.Errorf("failed call's span: %v, status %v", a, failed.Status)
 	}
 }
