@@ -56,7 +56,7 @@ export MODELWATCH_TEST_GRPC_HEALTH_PROBE ?= $(CURDIR)/$(GRPC_HEALTH_PROBE)
 export MODELWATCH_TEST_GHZ ?= $(CURDIR)/$(GHZ)
 
 .PHONY: all build test fmt-check vet race nocgo fuzz chart bench fixtures clean onnxruntime chart-files prometheus3 deploy-test jaeger
-.PHONY: proto proto-check proto-plugins grpc-tools
+.PHONY: proto proto-check proto-plugins grpc-tools tools
 
 all: build
 
@@ -66,7 +66,12 @@ build:
 ## test: everything CI checks: formatting, vet, the race-enabled test suite,
 ## a build without cgo, a short fuzzing run of every request decoder, and the
 ## Helm chart's tests; deploy/ against Debian's Prometheus 2.x and Prometheus 3.
-test: onnxruntime prometheus3 jaeger $(GRPCURL) $(GRPC_HEALTH_PROBE) proto-check fmt-check vet race nocgo fuzz chart
+test: tools proto-check fmt-check vet race nocgo fuzz chart
+
+## tools: what the tests run beside the server, fetched or built into .cache/
+## once per version. `make -j3 tools` builds them side by side (.ci/run does):
+## Jaeger's build is the longest, and the others fit in beside it.
+tools: onnxruntime prometheus3 jaeger $(GRPCURL) $(GRPC_HEALTH_PROBE) proto-plugins
 
 ## onnxruntime: ONNX Runtime's shared library for the tests, from the
 ## onnxruntime-node npm package (npm pack; needs npm).
