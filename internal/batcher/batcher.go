@@ -297,7 +297,7 @@ func (b *Model) runTensors(ctx context.Context, jobs []*job, rows int) {
 		}
 		inputs[i] = concat(t, parts, rows)
 	}
-	outs, err := safeInfer(ctx, b.tensor, inputs)
+	outs, err := model.SafeInfer(ctx, b.tensor, inputs, nil)
 	if err == nil {
 		for _, o := range outs {
 			if len(o.Shape) == 0 || int(o.Shape[0]) != rows {
@@ -318,15 +318,6 @@ func (b *Model) runTensors(ctx context.Context, jobs []*job, rows int) {
 		j.done <- result{tensors: split}
 		off += j.rows
 	}
-}
-
-func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor) (out []model.Tensor, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			out, err = nil, &model.PanicError{Value: v}
-		}
-	}()
-	return m.Infer(ctx, ins, nil)
 }
 
 // concat joins tensors along their first dimension.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 )
 
 // Model is one loaded version of a model. Implementations are safe for
@@ -131,9 +132,28 @@ type PanicError struct {
 	Value any
 	// Stack is the stack of the goroutine that panicked.
 	Stack []byte
+
+	reported atomic.Bool
 }
 
+// FirstReport reports whether this is the first call for this panic: a
+// panic in a batch fails every request in it with one *PanicError, which is
+// logged, with its stack, once.
+func (e *PanicError) FirstReport() bool { return !e.reported.Swap(true) }
+
 func (e *PanicError) Error() string { return fmt.Sprintf("model panicked: %v", e.Value) }
+
+// SafeInfer calls m.Infer and turns a panic inside it into a *PanicError
+// with the stack of the goroutine that panicked, as SafePredict does for
+// Predict: every runtime call goes through one of the two.
+func SafeInfer(ctx context.Context, m TensorModel, ins []Tensor, outs []string) (ts []Tensor, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			ts, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return m.Infer(ctx, ins, outs)
+}
 
 // SafePredict calls m.Predict and turns a panic inside it into a *PanicError,
 // so one faulty model cannot take the server down. It also checks that the

@@ -208,6 +208,20 @@ func TestSafePredict(t *testing.T) {
 	}
 }
 
+// TestSafeInfer: a tensor model's panic is recovered with the stack of the
+// goroutine that panicked, and reported once however many requests share it.
+func TestSafeInfer(t *testing.T) {
+	m := &modeltest.TensorModel{InferFunc: func(context.Context, []model.Tensor, []string) ([]model.Tensor, error) { panic("tensor boom") }}
+	_, err := model.SafeInfer(context.Background(), m, nil, nil)
+	var pe *model.PanicError
+	if !errors.As(err, &pe) || pe.Value != "tensor boom" || !strings.Contains(string(pe.Stack), "TestSafeInfer") {
+		t.Fatalf("SafeInfer of a panicking model: %v (stack %q)", err, pe.Stack)
+	}
+	if !pe.FirstReport() || pe.FirstReport() || pe.FirstReport() {
+		t.Error("FirstReport is not true exactly once")
+	}
+}
+
 func TestLoadDir(t *testing.T) {
 	var seen []model.Metadata
 	rt := model.Runtime{Type: "fake", File: "model.bin", Load: func(data []byte, meta model.Metadata) (model.Model, error) {

@@ -663,19 +663,10 @@ func warmUp(m model.Model) error {
 		}
 		ins = append(ins, t)
 	}
-	if _, err := safeInfer(ctx, tm, ins); err != nil {
+	if _, err := model.SafeInfer(ctx, tm, ins, nil); err != nil {
 		return fmt.Errorf("warm-up inference failed: %w", err)
 	}
 	return nil
-}
-
-func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor) (out []model.Tensor, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &model.PanicError{Value: v}
-		}
-	}()
-	return m.Infer(ctx, ins, nil)
 }
 
 // Run syncs every interval until ctx ends.

@@ -106,7 +106,7 @@ func (s *Server) inferTensors(ctx context.Context, v *view, req tensorRequest, t
 			}
 		}
 		out, aerr := s.run(ctx, v, rows, t0, func(ctx context.Context) (outcome, []float64, error) {
-			ts, err := safeInfer(ctx, tm, inputs, nil)
+			ts, err := model.SafeInfer(ctx, tm, inputs, nil)
 			if err != nil {
 				return outcome{}, nil, err
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,7 +94,7 @@ func (s *Server) NewGRPC(opts GRPCOptions) *GRPC {
 		grpc.ChainUnaryInterceptor(
 			met.UnaryServerInterceptor(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-				s.log.Error("gRPC handler panicked", "panic", p)
+				s.log.ErrorContext(ctx, "gRPC handler panicked", "panic", p, "stack", string(debug.Stack()))
 				return status.Error(codes.Internal, "internal error")
 			})),
 		),

@@ -308,7 +308,7 @@ func (s *Server) run(ctx context.Context, v *view, rows int, t0 time.Time, call 
 			ser.Error.Inc()
 		}
 		var pe *model.PanicError
-		if errors.As(err, &pe) {
+		if errors.As(err, &pe) && pe.FirstReport() {
 			s.log.ErrorContext(ctx, "model panicked", "request_id", info.id, "model", v.meta.Name, "version", v.meta.Version, "panic", pe.Value, "stack", string(pe.Stack))
 		}
 		return outcome{}, fromModelError(err)

@@ -402,15 +402,6 @@ func predictionType(meta *model.Metadata) model.DataType {
 	return model.FP32
 }
 
-func safeInfer(ctx context.Context, m model.TensorModel, ins []model.Tensor, outs []string) (ts []model.Tensor, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			ts, err = nil, &model.PanicError{Value: v}
-		}
-	}()
-	return m.Infer(ctx, ins, outs)
-}
-
 func specNames(specs []model.TensorSpec) string {
 	names := make([]string, len(specs))
 	for i, s := range specs {
