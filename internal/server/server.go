@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -115,12 +116,14 @@ const MaxBodyBytesLimit = 1 << 30
 
 // Server is the HTTP server's handler. It is safe for concurrent use.
 type Server struct {
-	opts    Options
-	models  *model.Registry
-	metrics *metrics.Metrics
-	log     *slog.Logger
-	handler http.Handler
-	ready   atomic.Bool
+	opts Options
+	// endpoints are the API's endpoints, from its route table, for GET /.
+	endpoints []string
+	models    *model.Registry
+	metrics   *metrics.Metrics
+	log       *slog.Logger
+	handler   http.Handler
+	ready     atomic.Bool
 	// inFlight holds a token per inference request in progress.
 	inFlight chan struct{}
 	// bodyBytes is the memory of the request bodies held at the moment.
@@ -243,8 +246,31 @@ func (s *Server) routes() http.Handler {
 	if !s.opts.SeparateMetrics {
 		table = append(table, s.metricsRoute())
 	}
+	s.endpoints = endpointList(table)
 	table = append(table, s.pprofRoutes()...)
 	return s.mux(table, false)
+}
+
+// endpointList names the API's endpoints for GET /, from its route table:
+// "METHOD /path" for each method but HEAD, in the table's order.
+func endpointList(table []route) []string {
+	var out []string
+	for _, rt := range table {
+		if rt.endpoint == "/static/" {
+			continue // the status page's files
+		}
+		methods := make([]string, 0, len(rt.methods))
+		for m := range rt.methods {
+			if m != http.MethodHead {
+				methods = append(methods, m)
+			}
+		}
+		slices.Sort(methods)
+		for _, m := range methods {
+			out = append(out, m+" "+rt.endpoint)
+		}
+	}
+	return out
 }
 
 // pprofRoutes serves Go's profiler when EnablePprof is on: the control
@@ -535,12 +561,7 @@ func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
 		"uptime_seconds": s.opts.Now().Sub(s.started).Seconds(),
 		"default_model":  s.models.DefaultModel(),
 		"models":         models,
-		"endpoints": []string{
-			"POST /predict", "POST /feedback", "GET /status.json", "GET /health", "GET /ready", "GET /metrics", "GET /",
-			"GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{model}[/versions/{version}]",
-			"GET /v2/models/{model}[/versions/{version}]/ready", "POST /v2/models/{model}[/versions/{version}]/infer",
-			"POST /v2/repository/index", "POST /v2/repository/models/{model}/load", "POST /v2/repository/models/{model}/unload",
-		},
+		"endpoints":      s.endpoints,
 	}
 	for k, v := range s.opts.Info {
 		out[k] = v
