@@ -87,6 +87,9 @@ type apiError struct {
 	// becomes the model_name label, so it is never taken from the request
 	// without checking that the model is loaded.
 	model string
+	// cause is the error behind it, when there is one: logged with the
+	// error's chain intact, while the client gets msg.
+	cause error
 }
 
 func (e *apiError) Error() string { return string(e.typ) + ": " + e.msg }
@@ -102,6 +105,18 @@ func newError(typ errorType, format string, args ...any) *apiError {
 	return &apiError{typ: typ, msg: fmt.Sprintf(format, args...)}
 }
 
+// wrapError is newError keeping the error that caused it, as Prometheus's
+// apiError does: the client gets the worded message, the log and errors.Is
+// the cause.
+func wrapError(typ errorType, cause error, format string, args ...any) *apiError {
+	e := newError(typ, format, args...)
+	e.cause = cause
+	return e
+}
+
+// Unwrap returns the error behind e, nil when there is none.
+func (e *apiError) Unwrap() error { return e.cause }
+
 // fromModelError maps an error from the model package or a model's Predict
 // to an apiError.
 func fromModelError(err error) *apiError {
@@ -116,7 +131,7 @@ func fromModelError(err error) *apiError {
 	case errors.Is(err, context.Canceled):
 		return newError(errCanceled, "the client closed the request")
 	case errors.As(err, &pe):
-		return newError(errInternal, "the model failed unexpectedly")
+		return wrapError(errInternal, err, "the model failed unexpectedly")
 	case errors.Is(err, model.ErrOverloaded):
 		e := newError(errOverloaded, "the model's queue is full; retry shortly")
 		e.retryAfter = 1
@@ -124,6 +139,6 @@ func fromModelError(err error) *apiError {
 	case errors.Is(err, model.ErrInvalidInput):
 		return newError(errInvalidInput, "%v", err)
 	default:
-		return newError(errModelFailed, "the model failed: %v", err)
+		return wrapError(errModelFailed, err, "the model failed: %v", err)
 	}
 }

@@ -48,7 +48,7 @@ func (f *feedbackItems) UnmarshalJSON(raw []byte) error {
 // one-row prediction, "labels" for one per row, or a list of such objects.
 // A single object for an unknown or expired request answers 404; a list
 // answers 200 with each item's result.
-func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) feedback(r *http.Request) (any, *apiError) {
 	if s.opts.Feedback == nil {
 		return nil, newError(errNotFound, "feedback is turned off on this server")
 	}
@@ -104,7 +104,7 @@ func (s *Server) feedback(w http.ResponseWriter, r *http.Request) (any, *apiErro
 		if errors.Is(err, feedback.ErrInvalid) {
 			return nil, newError(errInvalidInput, "%v", err)
 		} else if err != nil {
-			return nil, newError(errInternal, "%v", err)
+			return nil, wrapError(errInternal, err, "%v", err)
 		}
 	}
 	if single {

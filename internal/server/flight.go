@@ -84,8 +84,8 @@ func (fl *flight) do(r *http.Request, f func() (any, *apiError)) (json.RawMessag
 }
 
 // sharedStatus serves GET /status.json through statusFlight.
-func (s *Server) sharedStatus(w http.ResponseWriter, r *http.Request) (any, *apiError) {
-	body, err := s.statusFlight.do(r, func() (any, *apiError) { return s.status(w, r) })
+func (s *Server) sharedStatus(r *http.Request) (any, *apiError) {
+	body, err := s.statusFlight.do(r, func() (any, *apiError) { return s.status(r) })
 	if err != nil {
 		return nil, err
 	}

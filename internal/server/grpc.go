@@ -403,7 +403,7 @@ func (g *GRPC) RepositoryModelLoad(ctx context.Context, req *inferencepb.Reposit
 	case errors.Is(err, repository.ErrNotFound):
 		return nil, grpcError(newError(errModelNotFound, "no model of that name in the repository"))
 	case err != nil:
-		return nil, grpcError(newError(errLoadFailed, "%v", err))
+		return nil, grpcError(wrapError(errLoadFailed, err, "%v", err))
 	}
 	return &inferencepb.RepositoryModelLoadResponse{}, nil
 }
@@ -418,7 +418,7 @@ func (g *GRPC) RepositoryModelUnload(ctx context.Context, req *inferencepb.Repos
 	case errors.Is(err, repository.ErrNotFound):
 		return nil, grpcError(newError(errModelNotFound, "no model of that name is loaded"))
 	case err != nil:
-		return nil, grpcError(newError(errInternal, "%v", err))
+		return nil, grpcError(wrapError(errInternal, err, "%v", err))
 	}
 	return &inferencepb.RepositoryModelUnloadResponse{}, nil
 }

@@ -137,7 +137,7 @@ func (s *Server) growBody(buf []byte, to int64) ([]byte, *apiError) {
 func (s *Server) bodyDone(charged int64) { s.bodyBytes.Add(-charged) }
 
 // predict serves POST /predict.
-func (s *Server) predict(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) predict(r *http.Request) (any, *apiError) {
 	if err := checkJSONContent(r); err != nil {
 		return nil, err
 	}

@@ -411,13 +411,13 @@ func (s *Server) overloaded() *apiError {
 
 // apiFunc handles a request and returns what to answer: a value to encode
 // as JSON, a json.RawMessage to send as it is, or an error.
-type apiFunc func(w http.ResponseWriter, r *http.Request) (any, *apiError)
+type apiFunc func(r *http.Request) (any, *apiError)
 
 // api adapts an apiFunc to a handler: the one place responses and errors
 // are written.
 func (s *Server) api(f apiFunc, inference bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		result, err := f(w, r)
+		result, err := f(r)
 		if err != nil {
 			s.writeError(w, r, err, inference)
 			return
@@ -476,10 +476,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err *apiErro
 	if status == 0 {
 		status = http.StatusInternalServerError
 	}
+	attrs := []any{"request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg}
+	if err.cause != nil {
+		attrs = append(attrs, "cause", err.cause)
+	}
 	if status >= 500 {
-		s.log.ErrorContext(r.Context(), "request failed", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+		s.log.ErrorContext(r.Context(), "request failed", attrs...)
 	} else {
-		s.log.DebugContext(r.Context(), "request rejected", "request_id", info.id, "error_type", err.typ, "model", err.model, "err", err.msg)
+		s.log.DebugContext(r.Context(), "request rejected", attrs...)
 	}
 	writeJSON(w, status, body)
 }
@@ -503,7 +507,7 @@ func (s *Server) isReady() bool {
 }
 
 // health answers liveness: the process is up and serving HTTP.
-func (s *Server) health(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) health(*http.Request) (any, *apiError) {
 	return map[string]any{"status": "healthy", "models_loaded": s.models.Len()}, nil
 }
 
@@ -517,7 +521,7 @@ type modelState struct {
 
 // readiness answers 200 when the server takes traffic: every model meant to
 // be loaded is loaded and it is not shutting down.
-func (s *Server) readiness(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) readiness(*http.Request) (any, *apiError) {
 	models := []modelState{}
 	if s.opts.Repository != nil {
 		for _, st := range s.opts.Repository.Index() {
@@ -549,7 +553,7 @@ type modelInfo struct {
 }
 
 // info answers GET / with what the service is and serves.
-func (s *Server) info(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) info(*http.Request) (any, *apiError) {
 	var models []modelInfo
 	for _, m := range s.models.Models() {
 		models = append(models, modelInfo{Name: m.Name, Version: m.Version, Type: m.Type,

@@ -642,6 +642,17 @@ func TestErrorTable(t *testing.T) {
 			t.Errorf("fromModelError(%v) = %s, want %s", err, got, typ)
 		}
 	}
+	// A model's own error is worded for the client and kept whole for the
+	// log: its chain still answers errors.Is.
+	cause := fmt.Errorf("reading tensor: %w", io.ErrUnexpectedEOF)
+	aerr := fromModelError(cause)
+	if aerr.msg != "the model failed: reading tensor: unexpected EOF" || !errors.Is(aerr, io.ErrUnexpectedEOF) {
+		t.Errorf("fromModelError(%v) = %q, cause kept %v", cause, aerr.msg, errors.Is(aerr, io.ErrUnexpectedEOF))
+	}
+	var pe *model.PanicError
+	if !errors.As(fromModelError(&model.PanicError{Value: 2}), &pe) || pe.Value != 2 {
+		t.Error("a panic's apiError does not keep the *PanicError")
+	}
 }
 
 func TestSeparateMetrics(t *testing.T) {

@@ -76,13 +76,13 @@ type statusBody struct {
 
 // status serves GET /status.json: what the status page shows, computed from
 // the server's own metrics with one Gather, as a scrape costs.
-func (s *Server) status(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) status(*http.Request) (any, *apiError) {
 	if s.opts.Gatherer == nil {
 		return nil, newError(errNotFound, "this server has no status data")
 	}
 	mfs, err := s.opts.Gatherer.Gather()
 	if err != nil && len(mfs) == 0 {
-		return nil, newError(errInternal, "gathering metrics failed: %v", err)
+		return nil, wrapError(errInternal, err, "gathering metrics failed: %v", err)
 	}
 	now := s.opts.Now()
 	cur := map[string]float64{}

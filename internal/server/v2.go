@@ -58,7 +58,7 @@ func (s *Server) v2Routes() []route {
 	return rs
 }
 
-func (s *Server) v2Server(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) v2Server(*http.Request) (any, *apiError) {
 	ext := []string{}
 	if s.opts.Repository != nil {
 		ext = append(ext, "model_repository")
@@ -66,11 +66,11 @@ func (s *Server) v2Server(http.ResponseWriter, *http.Request) (any, *apiError) {
 	return map[string]any{"name": "modelwatch", "version": version.Get().Version, "extensions": ext}, nil
 }
 
-func (s *Server) v2Live(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) v2Live(*http.Request) (any, *apiError) {
 	return map[string]bool{"live": true}, nil
 }
 
-func (s *Server) v2Ready(http.ResponseWriter, *http.Request) (any, *apiError) {
+func (s *Server) v2Ready(*http.Request) (any, *apiError) {
 	if !s.isReady() {
 		return statusResult{status: http.StatusServiceUnavailable, body: map[string]bool{"ready": false}}, nil
 	}
@@ -94,7 +94,7 @@ func tensorMeta(specs []model.TensorSpec) []v2TensorMeta {
 // platforms names each runtime the way KServe and Triton clients expect.
 var platforms = map[string]string{"xgboost": "xgboost_json", "lightgbm": "lightgbm_txt", "onnx": "onnxruntime_onnx"}
 
-func (s *Server) v2Metadata(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) v2Metadata(r *http.Request) (any, *apiError) {
 	name, ver := r.PathValue("model"), r.PathValue("version")
 	m, err := s.models.Resolve(name, ver)
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Server) v2Metadata(_ http.ResponseWriter, r *http.Request) (any, *apiEr
 	return out, nil
 }
 
-func (s *Server) v2ModelReady(_ http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) v2ModelReady(r *http.Request) (any, *apiError) {
 	m, err := s.models.Resolve(r.PathValue("model"), r.PathValue("version"))
 	if err != nil {
 		return nil, fromModelError(err)
@@ -138,14 +138,14 @@ func (s *Server) v2ModelReady(_ http.ResponseWriter, r *http.Request) (any, *api
 	return map[string]any{"name": meta.Name, "version": meta.Version, "ready": true}, nil
 }
 
-func (s *Server) v2Index(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) v2Index(r *http.Request) (any, *apiError) {
 	if s.opts.Repository == nil {
 		return nil, newError(errNotFound, "this server has no model repository")
 	}
 	var req struct {
 		Ready bool `json:"ready"`
 	}
-	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
+	if aerr := s.decodeOptional(r, &req); aerr != nil {
 		return nil, aerr
 	}
 	out := []repository.Status{}
@@ -159,14 +159,14 @@ func (s *Server) v2Index(w http.ResponseWriter, r *http.Request) (any, *apiError
 
 // v2Control runs a repository extension call: the body may be empty or
 // carry parameters, which are accepted and ignored.
-func (s *Server) v2Control(w http.ResponseWriter, r *http.Request, call func(name string) *apiError) (any, *apiError) {
+func (s *Server) v2Control(r *http.Request, call func(name string) *apiError) (any, *apiError) {
 	if s.opts.Repository == nil {
 		return nil, newError(errNotFound, "this server has no model repository")
 	}
 	var req struct {
 		Parameters map[string]any `json:"parameters"`
 	}
-	if aerr := s.decodeOptional(w, r, &req); aerr != nil {
+	if aerr := s.decodeOptional(r, &req); aerr != nil {
 		return nil, aerr
 	}
 	if aerr := call(r.PathValue("model")); aerr != nil {
@@ -175,32 +175,32 @@ func (s *Server) v2Control(w http.ResponseWriter, r *http.Request, call func(nam
 	return map[string]any{}, nil
 }
 
-func (s *Server) v2Load(w http.ResponseWriter, r *http.Request) (any, *apiError) {
-	return s.v2Control(w, r, func(name string) *apiError {
+func (s *Server) v2Load(r *http.Request) (any, *apiError) {
+	return s.v2Control(r, func(name string) *apiError {
 		switch err := s.opts.Repository.Load(r.Context(), name); {
 		case errors.Is(err, repository.ErrNotFound):
 			return newError(errModelNotFound, "no model of that name in the repository")
 		case err != nil:
-			return newError(errLoadFailed, "%v", err)
+			return wrapError(errLoadFailed, err, "%v", err)
 		}
 		return nil
 	})
 }
 
-func (s *Server) v2Unload(w http.ResponseWriter, r *http.Request) (any, *apiError) {
-	return s.v2Control(w, r, func(name string) *apiError {
+func (s *Server) v2Unload(r *http.Request) (any, *apiError) {
+	return s.v2Control(r, func(name string) *apiError {
 		switch err := s.opts.Repository.Unload(name); {
 		case errors.Is(err, repository.ErrNotFound):
 			return newError(errModelNotFound, "no model of that name is loaded")
 		case err != nil:
-			return newError(errInternal, "%v", err)
+			return wrapError(errInternal, err, "%v", err)
 		}
 		return nil
 	})
 }
 
 // decodeOptional reads a small JSON body that may be empty.
-func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *apiError {
+func (s *Server) decodeOptional(r *http.Request, v any) *apiError {
 	if err := checkJSONContent(r); err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ type v2InferResponse struct {
 const maxTensorElements = 1 << 24
 
 // v2Infer serves POST /v2/models/{model}[/versions/{version}]/infer.
-func (s *Server) v2Infer(w http.ResponseWriter, r *http.Request) (any, *apiError) {
+func (s *Server) v2Infer(r *http.Request) (any, *apiError) {
 	if r.Header.Get("Inference-Header-Content-Length") != "" {
 		return nil, newError(errMediaType, "the binary tensor data extension is not supported; send tensors as JSON")
 	}
