@@ -149,3 +149,47 @@ func TimingFrom(ctx context.Context) *Timing {
 	t, _ := ctx.Value(timingKey{}).(*Timing)
 	return t
 }
+
+// RowOutputs turns the result of a model of rows into its output tensors,
+// as the Open Inference Protocol answers them: the prediction output (class
+// probabilities, or the predicted values) and, for a classifier, its class
+// labels (BYTES) for each row, from class, the index of each row's class.
+func (m *Metadata) RowOutputs(res Result, class []int) []Tensor {
+	main := Tensor{Name: m.PredictionOutput, DataType: FP32, Shape: []int64{int64(res.Rows), int64(res.Cols)}}
+	if m.PredictionType() == FP64 {
+		// A runtime that computes in double precision (LightGBM) declares
+		// FP64 and answers it unrounded.
+		main.DataType, main.Data = FP64, res.Values
+	} else {
+		vals := make([]float32, len(res.Values))
+		for i, x := range res.Values {
+			vals[i] = float32(x)
+		}
+		main.Data = vals
+	}
+	if !m.IsClassifier() {
+		return []Tensor{main}
+	}
+	labels := make([]string, res.Rows)
+	for i, c := range class {
+		labels[i] = m.Classes[c]
+	}
+	ts := []Tensor{main}
+	for _, spec := range m.OutputTensors {
+		if spec.DataType == BYTES {
+			ts = append(ts, Tensor{Name: spec.Name, DataType: BYTES, Shape: []int64{int64(res.Rows)}, Data: labels})
+		}
+	}
+	return ts
+}
+
+// PredictionType is the datatype the model declares for its prediction
+// output, FP32 unless it says otherwise.
+func (m *Metadata) PredictionType() DataType {
+	for _, spec := range m.OutputTensors {
+		if spec.Name == m.PredictionOutput {
+			return spec.DataType
+		}
+	}
+	return FP32
+}

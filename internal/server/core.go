@@ -78,7 +78,7 @@ func (s *Server) inferTensors(ctx context.Context, v *view, req tensorRequest, t
 		if aerr != nil {
 			return nil, aerr
 		}
-		return selectOutputs(rowOutputs(meta, out), wanted)
+		return selectOutputs(meta.RowOutputs(out.result, out.class), wanted)
 	}
 	inputs := req.inputs
 	if len(inputs) != len(meta.InputTensors) {
@@ -157,7 +157,7 @@ func (s *Server) inferTensors(ctx context.Context, v *view, req tensorRequest, t
 	if aerr != nil {
 		return nil, aerr
 	}
-	return selectOutputs(rowOutputs(meta, out), wanted)
+	return selectOutputs(meta.RowOutputs(out.result, out.class), wanted)
 }
 
 // byFeature reports whether a request to a model of rows sends one tensor

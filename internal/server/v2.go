@@ -359,49 +359,6 @@ func (s *Server) v2Decode(v *view, req *v2InferRequest) (tensorRequest, *apiErro
 	return treq, nil
 }
 
-// rowOutputs turns a model of rows' result into its output tensors: class
-// probabilities and labels for a classifier, predictions for a regressor.
-func rowOutputs(meta *model.Metadata, out outcome) []model.Tensor {
-	res := out.result
-	main := model.Tensor{Name: meta.PredictionOutput, DataType: model.FP32, Shape: []int64{int64(res.Rows), int64(res.Cols)}}
-	if predictionType(meta) == model.FP64 {
-		// A runtime that computes in double precision (LightGBM) declares
-		// FP64 and answers it unrounded.
-		main.DataType, main.Data = model.FP64, res.Values
-	} else {
-		vals := make([]float32, len(res.Values))
-		for i, x := range res.Values {
-			vals[i] = float32(x)
-		}
-		main.Data = vals
-	}
-	if !meta.IsClassifier() {
-		return []model.Tensor{main}
-	}
-	labels := make([]string, res.Rows)
-	for i, c := range out.class {
-		labels[i] = meta.Classes[c]
-	}
-	ts := []model.Tensor{main}
-	for _, spec := range meta.OutputTensors {
-		if spec.DataType == model.BYTES {
-			ts = append(ts, model.Tensor{Name: spec.Name, DataType: model.BYTES, Shape: []int64{int64(res.Rows)}, Data: labels})
-		}
-	}
-	return ts
-}
-
-// predictionType is the datatype the model declares for its prediction
-// output, FP32 unless it says otherwise.
-func predictionType(meta *model.Metadata) model.DataType {
-	for _, spec := range meta.OutputTensors {
-		if spec.Name == meta.PredictionOutput {
-			return spec.DataType
-		}
-	}
-	return model.FP32
-}
-
 func specNames(specs []model.TensorSpec) string {
 	names := make([]string, len(specs))
 	for i, s := range specs {
