@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/modelwatch/modelwatch/internal/config"
 	"github.com/modelwatch/modelwatch/internal/drift"
@@ -100,23 +101,12 @@ func (m *Main) version(args []string) error {
 }
 
 func (m *Main) serve(ctx context.Context, args []string) error {
-	cfg := config.Default()
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	configFile := cfg.RegisterFlags(fs)
-	if err := config.Load(fs, configFile, args, m.Getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			config.Usage(m.Stdout, fs, "Usage: modelwatch serve [flags]\n\nRuns the inference server. Tracing (OpenTelemetry) is set by the standard OTEL_* variables: docs/TRACING.md.")
-			return err
-		}
-		return &usageError{err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return &usageError{err}
+	cfg, err := m.serveConfig(args)
+	if err != nil {
+		return err
 	}
 	logger := cfg.NewLogger(m.Stderr)
 
-	var err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -134,43 +124,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		stopTracing(stopCtx)
 	}()
 	access := server.NewAccessMetrics(reg)
-	maxConns := fitFileLimit(cfg.MaxConnections, logger)
-	var tokens *server.Tokens
-	if cfg.TokenFile != "" {
-		if tokens, err = server.LoadTokens(cfg.TokenFile, logger, access.ReloadObserver("tokens")); err != nil {
-			return err
-		}
-	}
-	var cert *server.Certificate
-	if cfg.TLSCertFile != "" {
-		if cert, err = server.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile, logger, access.ReloadObserver("tls_certificate")); err != nil {
-			return err
-		}
-	}
-
-	gpuMode, _ := gpu.ParseMode(cfg.GPUMetrics)
-	gpuCollector, releaseGPU, gpuState, err := gpu.Open(gpuMode, cfg.GPUScrapeTimeout, logger.With("component", "gpu"))
+	tokens, cert, err := loadCredentials(cfg, access, logger)
 	if err != nil {
-		return fmt.Errorf("gpu-metrics on: %w", err)
+		return err
+	}
+	gpuOn, gpuState, releaseGPU, err := setupGPU(cfg, reg, logger)
+	if err != nil {
+		return err
 	}
 	defer releaseGPU()
-	if gpuCollector != nil {
-		reg.MustRegister(gpuCollector)
-		logger.Info("GPU metrics on", "gpus", gpuState)
-	} else {
-		logger.Info("GPU metrics off", "reason", gpuState)
-	}
-
-	onnxState := "ONNX Runtime loaded"
-	if cfg.ONNXRuntimeLibrary != "" {
-		if err := onnx.Init(cfg.ONNXRuntimeLibrary); err != nil {
-			return fmt.Errorf("onnxruntime-library: %w", err)
-		}
-		onnxState = "ONNX Runtime " + onnx.Version()
-	} else if !onnx.BuiltIn {
-		onnxState = onnx.ErrNotBuiltIn.Error()
-	} else {
-		onnxState = "no ONNX Runtime library given (--onnxruntime-library); ONNX models cannot load"
+	onnxState, err := setupONNX(cfg)
+	if err != nil {
+		return err
 	}
 	logger.Info("ONNX", "state", onnxState)
 
@@ -181,40 +146,21 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			logger.Warn("closing a model failed", "model", meta.Name, "version", meta.Version, "err", err)
 		}
 	}
-	monitor := drift.NewMonitor(drift.Options{Window: cfg.DriftWindow, MinSamples: cfg.DriftMinSamples, MaxFeatures: cfg.DriftMaxFeatures})
-	reg.MustRegister(metrics.SelfReporting("drift", metrics.Infallible(monitor), nil))
-	var store *feedback.Store
-	if cfg.FeedbackMaxEntries > 0 {
-		store = feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal, met.LabelledRows)
-		reg.MustRegister(metrics.SelfReporting("feedback", metrics.Infallible(store), nil))
-	}
+	monitor, store := setupQuality(cfg, reg, met)
 	plog, closeLog, err := openPredictionLog(ctx, cfg, reg, logger)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	repoOpts := repository.Options{
-		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
-		Runtimes: runtimes(),
-		Dir:      cfg.ModelRepository,
+	repo, err := newRepository(cfg, registry, met, monitor, store, tracerProvider, logger)
+	if err != nil {
+		return err
+	}
 
-		TracerProvider: tracerProvider,
-	}
-	if cfg.EmbeddedModel {
-		repoOpts.Embedded = models.FS
-	}
-	if cfg.ModelRepository != "" {
-		if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
-			return &usageError{fmt.Errorf("model-repository %q is not a directory", cfg.ModelRepository)}
-		}
-	}
-	repo := repository.New(repoOpts)
-
-	metricsHandler := newMetricsHandler(reg, cfg.MaxScrapes, logger)
 	srv := server.New(server.Options{
 		Models:            registry,
 		Metrics:           met,
-		MetricsHandler:    metricsHandler,
+		MetricsHandler:    newMetricsHandler(reg, cfg.MaxScrapes, logger),
 		SeparateMetrics:   cfg.MetricsListenAddress != "",
 		Logger:            logger,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -235,25 +181,173 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		MaxStatusRequests: cfg.MaxScrapes,
 		TracerProvider:    tracerProvider,
 		Propagator:        tracing.Propagator(),
-		Info: map[string]any{"gpu_metrics": gpuCollector != nil, "gpu": gpuState, "onnx": onnxState,
+		Info: map[string]any{"gpu_metrics": gpuOn, "gpu": gpuState, "onnx": onnxState,
 			"model_repository": cfg.ModelRepository},
 	})
 
-	apiAddr, metricsAddr := cfg.ListenAddress, cfg.MetricsListenAddress
-	servers := []*listener{{role: "api", addr: apiAddr, handler: srv, webConfig: cfg.WebConfigFile, cert: cert, maxConns: maxConns}}
-	if metricsAddr != "" {
-		servers[0].webConfig = ""
-		servers = append(servers, &listener{role: "metrics", addr: metricsAddr, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile, maxConns: sideListenerConns})
-	}
-	if cfg.AdminListenAddress != "" {
-		servers = append(servers, &listener{role: "admin", addr: cfg.AdminListenAddress, handler: srv.AdminRoutes(), cert: cert, maxConns: sideListenerConns})
-	}
+	servers := httpListeners(cfg, srv, cert, fitFileLimit(cfg.MaxConnections, logger))
 	if cfg.WebConfigFile != "" {
 		if err := web.Validate(cfg.WebConfigFile); err != nil {
 			return fmt.Errorf("web.config.file: %w", err)
 		}
 	}
 	errc := make(chan error, len(servers)+1)
+	if err := startHTTP(cfg, servers, access, logger, errc); err != nil {
+		return err
+	}
+	grpcSrv, err := serveGRPC(cfg, srv, reg, cert, logger, errc)
+	if err != nil {
+		closeHTTP(servers)
+		return err
+	}
+	// Listening first lets liveness probes pass while models load; /ready
+	// answers 503 until they have.
+	repo.Sync(ctx)
+	if !registry.Has(cfg.DefaultModel) {
+		closeHTTP(servers)
+		grpcSrv.Close()
+		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
+	}
+	if cfg.ModelRepository != "" && cfg.PollInterval > 0 {
+		go repo.Run(ctx, cfg.PollInterval)
+	}
+	srv.SetReady(true)
+	logger.Info("modelwatch serving", "version", version.Get().Version, "models", registry.Len(), "default_model", cfg.DefaultModel,
+		"model_repository", cfg.ModelRepository)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	return shutdown(cfg, srv, servers, grpcSrv, plog, stopTracing, errc, logger)
+}
+
+// serveConfig reads the serve command's configuration from its flags, the
+// environment and the configuration file, and checks it.
+func (m *Main) serveConfig(args []string) (config.Config, error) {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := cfg.RegisterFlags(fs)
+	if err := config.Load(fs, configFile, args, m.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			config.Usage(m.Stdout, fs, "Usage: modelwatch serve [flags]\n\nRuns the inference server. Tracing (OpenTelemetry) is set by the standard OTEL_* variables: docs/TRACING.md.")
+			return cfg, err
+		}
+		return cfg, &usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, &usageError{err}
+	}
+	return cfg, nil
+}
+
+// loadCredentials reads the token file and the TLS certificate, when the
+// configuration names them; both are read again when they change.
+func loadCredentials(cfg config.Config, access *server.AccessMetrics, logger *slog.Logger) (*server.Tokens, *server.Certificate, error) {
+	var tokens *server.Tokens
+	var cert *server.Certificate
+	var err error
+	if cfg.TokenFile != "" {
+		if tokens, err = server.LoadTokens(cfg.TokenFile, logger, access.ReloadObserver("tokens")); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.TLSCertFile != "" {
+		if cert, err = server.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile, logger, access.ReloadObserver("tls_certificate")); err != nil {
+			return nil, nil, err
+		}
+	}
+	return tokens, cert, nil
+}
+
+// setupGPU opens NVML as --gpu-metrics says and registers the GPU collector;
+// it returns whether GPU metrics are on, their state in words, and the
+// function that releases NVML.
+func setupGPU(cfg config.Config, reg prometheus.Registerer, logger *slog.Logger) (bool, string, func(), error) {
+	mode, _ := gpu.ParseMode(cfg.GPUMetrics)
+	collector, release, state, err := gpu.Open(mode, cfg.GPUScrapeTimeout, logger.With("component", "gpu"))
+	if err != nil {
+		return false, "", nil, fmt.Errorf("gpu-metrics on: %w", err)
+	}
+	if collector == nil {
+		logger.Info("GPU metrics off", "reason", state)
+		return false, state, release, nil
+	}
+	reg.MustRegister(collector)
+	logger.Info("GPU metrics on", "gpus", state)
+	return true, state, release, nil
+}
+
+// setupONNX loads ONNX Runtime's library when --onnxruntime-library names
+// it, and says in words whether ONNX models can load.
+func setupONNX(cfg config.Config) (string, error) {
+	switch {
+	case cfg.ONNXRuntimeLibrary != "":
+		if err := onnx.Init(cfg.ONNXRuntimeLibrary); err != nil {
+			return "", fmt.Errorf("onnxruntime-library: %w", err)
+		}
+		return "ONNX Runtime " + onnx.Version(), nil
+	case !onnx.BuiltIn:
+		return onnx.ErrNotBuiltIn.Error(), nil
+	}
+	return "no ONNX Runtime library given (--onnxruntime-library); ONNX models cannot load", nil
+}
+
+// setupQuality makes the drift monitor and, unless --feedback-max-entries
+// is 0, the feedback store, both registered as collectors that report on
+// themselves.
+func setupQuality(cfg config.Config, reg prometheus.Registerer, met *metrics.Metrics) (*drift.Monitor, *feedback.Store) {
+	monitor := drift.NewMonitor(drift.Options{Window: cfg.DriftWindow, MinSamples: cfg.DriftMinSamples, MaxFeatures: cfg.DriftMaxFeatures})
+	reg.MustRegister(metrics.SelfReporting("drift", metrics.Infallible(monitor), nil))
+	if cfg.FeedbackMaxEntries == 0 {
+		return monitor, nil
+	}
+	store := feedback.New(feedback.Options{MaxEntries: cfg.FeedbackMaxEntries, MaxRows: cfg.MaxBatchRows, TTL: cfg.FeedbackTTL, Window: cfg.AccuracyWindow}, met.FeedbackTotal, met.LabelledRows)
+	reg.MustRegister(metrics.SelfReporting("feedback", metrics.Infallible(store), nil))
+	return monitor, store
+}
+
+// newRepository makes the model repository: the embedded model, the
+// directory --model-repository names, or both.
+func newRepository(cfg config.Config, registry *model.Registry, met *metrics.Metrics, monitor *drift.Monitor, store *feedback.Store,
+	tp trace.TracerProvider, logger *slog.Logger) (*repository.Repository, error) {
+	opts := repository.Options{
+		Registry: registry, Metrics: met, Logger: logger, Drift: monitor, Feedback: store,
+		Runtimes:       runtimes(),
+		Dir:            cfg.ModelRepository,
+		TracerProvider: tp,
+	}
+	if cfg.EmbeddedModel {
+		opts.Embedded = models.FS
+	}
+	if cfg.ModelRepository != "" {
+		if st, err := os.Stat(cfg.ModelRepository); err != nil || !st.IsDir() {
+			return nil, &usageError{fmt.Errorf("model-repository %q is not a directory", cfg.ModelRepository)}
+		}
+	}
+	return repository.New(opts), nil
+}
+
+// httpListeners lists the HTTP listeners the configuration asks for: the
+// API, and /metrics and the control plane on their own addresses.
+func httpListeners(cfg config.Config, srv *server.Server, cert *server.Certificate, maxConns int) []*listener {
+	servers := []*listener{{role: "api", addr: cfg.ListenAddress, handler: srv, webConfig: cfg.WebConfigFile, cert: cert, maxConns: maxConns}}
+	if cfg.MetricsListenAddress != "" {
+		servers[0].webConfig = ""
+		servers = append(servers, &listener{role: "metrics", addr: cfg.MetricsListenAddress, handler: srv.MetricsRoutes(), webConfig: cfg.WebConfigFile, maxConns: sideListenerConns})
+	}
+	if cfg.AdminListenAddress != "" {
+		servers = append(servers, &listener{role: "admin", addr: cfg.AdminListenAddress, handler: srv.AdminRoutes(), cert: cert, maxConns: sideListenerConns})
+	}
+	return servers
+}
+
+// startHTTP listens on every HTTP listener and serves each in a goroutine
+// of its own, which sends to errc when it stops serving. A listener that
+// cannot listen closes those already started.
+func startHTTP(cfg config.Config, servers []*listener, access *server.AccessMetrics, logger *slog.Logger, errc chan<- error) error {
 	for _, l := range servers {
 		limiter := server.NewConnLimiter(l.role, l.maxConns, access)
 		l.srv = &http.Server{
@@ -268,11 +362,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			for _, o := range servers {
-				if o.srv != nil {
-					o.srv.Close()
-				}
-			}
+			closeHTTP(servers)
 			return fmt.Errorf("listen: %w", err)
 		}
 		ln = limiter.Listener(ln)
@@ -293,35 +383,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	grpcSrv, err := serveGRPC(cfg, srv, reg, cert, logger, errc)
-	if err != nil {
-		for _, l := range servers {
-			l.srv.Close()
-		}
-		return err
-	}
-	// Listening first lets liveness probes pass while models load; /ready
-	// answers 503 until they have.
-	repo.Sync(ctx)
-	if !registry.Has(cfg.DefaultModel) {
-		for _, l := range servers {
-			l.srv.Close()
-		}
-		grpcSrv.Close()
-		return &usageError{fmt.Errorf("default-model %q is not loaded", cfg.DefaultModel)}
-	}
-	if cfg.ModelRepository != "" && cfg.PollInterval > 0 {
-		go repo.Run(ctx, cfg.PollInterval)
-	}
-	srv.SetReady(true)
-	logger.Info("modelwatch serving", "version", version.Get().Version, "models", registry.Len(), "default_model", cfg.DefaultModel,
-		"model_repository", cfg.ModelRepository)
+	return nil
+}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+// closeHTTP closes the HTTP listeners started so far.
+func closeHTTP(servers []*listener) {
+	for _, l := range servers {
+		if l.srv != nil {
+			l.srv.Close()
+		}
 	}
+}
+
+// shutdown stops serving after SIGINT or SIGTERM: /ready and gRPC health
+// turn, the server goes on serving for --shutdown-delay, then the listeners
+// close and in-flight requests get --shutdown-timeout to finish; what they
+// logged is written to the prediction log and their spans flushed in what
+// is left of it.
+func shutdown(cfg config.Config, srv *server.Server, servers []*listener, grpcSrv *grpcListener, plog *predlog.Log,
+	stopTracing func(context.Context) error, errc <-chan error, logger *slog.Logger) error {
 	srv.SetReady(false)
 	grpcSrv.Drain()
 	if cfg.ShutdownDelay > 0 {
