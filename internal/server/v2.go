@@ -418,15 +418,26 @@ func (e *valueError) Error() string { return e.msg }
 // datatype's Go type. It stops at limit+1 elements, so a body cannot make it
 // allocate more than the shape allows.
 func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
+	switch dt {
+	case model.BOOL:
+		return decodeValues(raw, limit, boolValue)
+	case model.BYTES:
+		return decodeValues(raw, limit, stringValue)
+	case model.INT32:
+		return decodeValues(raw, limit, intValue[int32](32))
+	case model.INT64:
+		return decodeValues(raw, limit, intValue[int64](64))
+	case model.FP32:
+		return decodeValues(raw, limit, floatValue[float32](32))
+	}
+	return decodeValues(raw, limit, floatValue[float64](64))
+}
+
+// decodeValues walks raw's lists, nested at most 32 deep, and decodes each
+// value with value (given the value's index) into one flat slice.
+func decodeValues[T any](raw []byte, limit int, value func(p *scanner, i int) (T, error)) (any, int, error) {
 	p := scanner{b: raw}
-	var (
-		bools []bool
-		strs  []string
-		i32   []int32
-		i64   []int64
-		f32   []float32
-		f64   []float64
-	)
+	var out []T
 	count := 0
 	var walk func(depth int) error
 	walk = func(depth int) error {
@@ -452,93 +463,78 @@ func decodeData(raw []byte, dt model.DataType, limit int) (any, int, error) {
 				}
 			}
 		}
-		if count >= limit {
-			count++
+		count++
+		if count > limit {
 			return errors.New("data has more values than the shape")
 		}
-		count++
-		switch dt {
-		case model.BOOL:
-			switch {
-			case p.literal("true"):
-				bools = append(bools, true)
-			case p.literal("false"):
-				bools = append(bools, false)
-			default:
-				return p.typeError(fmt.Sprintf("value %d", count-1), "true or false")
-			}
-			return nil
-		case model.BYTES:
-			str, ok := "", p.peek() == '"'
-			if ok {
-				str, ok = p.string()
-			}
-			if !ok {
-				return p.typeError(fmt.Sprintf("value %d", count-1), "a string")
-			}
-			strs = append(strs, str)
-			return nil
-		case model.INT32, model.INT64:
-			tok, ok := p.token()
-			if !ok {
-				return p.typeError(fmt.Sprintf("value %d", count-1), "an integer")
-			}
-			bits := 64
-			if dt == model.INT32 {
-				bits = 32
-			}
-			x, err := strconv.ParseInt(unsafe.String(&tok[0], len(tok)), 10, bits)
-			if err != nil {
-				if _, ferr := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), 64); ferr == nil || errors.Is(ferr, strconv.ErrRange) {
-					// A JSON number, but not one the datatype holds.
-					return &valueError{fmt.Sprintf("value %d (%s) is not a %d-bit integer", count-1, tok, bits)}
-				}
-				return fmt.Errorf("value %d (%s) is not a number", count-1, tok)
-			}
-			if dt == model.INT32 {
-				i32 = append(i32, int32(x))
-			} else {
-				i64 = append(i64, x)
-			}
-			return nil
-		}
-		tok, ok := p.token()
-		if !ok {
-			return p.typeError(fmt.Sprintf("value %d", count-1), "a number")
-		}
-		bits := 64
-		if dt == model.FP32 {
-			bits = 32
-		}
-		x, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), bits)
-		if err == nil && math.IsInf(x, 0) || errors.Is(err, strconv.ErrRange) {
-			// A JSON number, but too large for the datatype.
-			return &valueError{fmt.Sprintf("value %d (%s) is not a finite %d-bit number", count-1, tok, bits)}
-		}
+		v, err := value(&p, count-1)
 		if err != nil {
-			return fmt.Errorf("value %d (%s) is not a number", count-1, tok)
+			return err
 		}
-		if dt == model.FP32 {
-			f32 = append(f32, float32(x))
-		} else {
-			f64 = append(f64, x)
-		}
+		out = append(out, v)
 		return nil
 	}
 	if err := walk(0); err != nil {
 		return nil, count, err
 	}
-	switch dt {
-	case model.BOOL:
-		return bools, count, nil
-	case model.BYTES:
-		return strs, count, nil
-	case model.INT32:
-		return i32, count, nil
-	case model.INT64:
-		return i64, count, nil
-	case model.FP32:
-		return f32, count, nil
+	return out, count, nil
+}
+
+func boolValue(p *scanner, i int) (bool, error) {
+	switch {
+	case p.literal("true"):
+		return true, nil
+	case p.literal("false"):
+		return false, nil
 	}
-	return f64, count, nil
+	return false, p.typeError(fmt.Sprintf("value %d", i), "true or false")
+}
+
+func stringValue(p *scanner, i int) (string, error) {
+	if p.peek() == '"' {
+		if str, ok := p.string(); ok {
+			return str, nil
+		}
+	}
+	return "", p.typeError(fmt.Sprintf("value %d", i), "a string")
+}
+
+// intValue decodes an integer of bits bits: a JSON number it cannot hold is
+// a value error (invalid input), anything else not a number.
+func intValue[T int32 | int64](bits int) func(p *scanner, i int) (T, error) {
+	return func(p *scanner, i int) (T, error) {
+		tok, ok := p.token()
+		if !ok {
+			return 0, p.typeError(fmt.Sprintf("value %d", i), "an integer")
+		}
+		x, err := strconv.ParseInt(unsafe.String(&tok[0], len(tok)), 10, bits)
+		if err != nil {
+			if _, ferr := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), 64); ferr == nil || errors.Is(ferr, strconv.ErrRange) {
+				// A JSON number, but not one the datatype holds.
+				return 0, &valueError{fmt.Sprintf("value %d (%s) is not a %d-bit integer", i, tok, bits)}
+			}
+			return 0, fmt.Errorf("value %d (%s) is not a number", i, tok)
+		}
+		return T(x), nil
+	}
+}
+
+// floatValue decodes a number of bits bits: one too large for it is a
+// value error (invalid input).
+func floatValue[T float32 | float64](bits int) func(p *scanner, i int) (T, error) {
+	return func(p *scanner, i int) (T, error) {
+		tok, ok := p.token()
+		if !ok {
+			return 0, p.typeError(fmt.Sprintf("value %d", i), "a number")
+		}
+		x, err := strconv.ParseFloat(unsafe.String(&tok[0], len(tok)), bits)
+		if err == nil && math.IsInf(x, 0) || errors.Is(err, strconv.ErrRange) {
+			// A JSON number, but too large for the datatype.
+			return 0, &valueError{fmt.Sprintf("value %d (%s) is not a finite %d-bit number", i, tok, bits)}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("value %d (%s) is not a number", i, tok)
+		}
+		return T(x), nil
+	}
 }
