@@ -318,9 +318,36 @@ func (r *Repository) Sync(ctx context.Context) {
 }
 
 // sync does the work of Sync; with only set, it touches that model alone.
+// It reads the sources, notes the models that cannot be read, loads the
+// versions wanted, removes those no longer wanted, and sets the default
+// versions.
 func (r *Repository) sync(ctx context.Context, only string) {
 	want, excluded, broken := r.scan()
 	healed := r.noteBroken(broken, only)
+	if !r.loadWanted(ctx, want, only) {
+		return
+	}
+	r.removeUnwanted(want, excluded, broken, only)
+	// A broken model that has left every source leaves no failure count
+	// behind (as remove does for a version that never loaded).
+	for _, name := range healed {
+		if !anyVersion(want, name, always) && !r.known(name) && !r.opts.Registry.Has(name) {
+			r.opts.Metrics.LoadFailures.DeleteLabelValues(name)
+		}
+	}
+	// Default versions follow the configuration.
+	seen := map[string]bool{}
+	for _, f := range want {
+		if !seen[f.name] {
+			seen[f.name] = true
+			r.opts.Registry.SetDefaultVersion(f.name, f.cfg.DefaultVersion)
+		}
+	}
+}
+
+// loadWanted loads the wanted versions that are new or changed, in order of
+// model name and version; false when ctx ended first.
+func (r *Repository) loadWanted(ctx context.Context, want map[key]found, only string) bool {
 	keys := make([]key, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -333,18 +360,22 @@ func (r *Repository) sync(ctx context.Context, only string) {
 	})
 	for _, k := range keys {
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if (only != "" && k.name != only) || r.unloaded[k.name] {
 			continue
 		}
 		r.syncVersion(ctx, want[k])
 	}
-	// Versions that are no longer wanted go, unless their model's directory
-	// is unreadable for now: then they keep serving. A serving version the
-	// version policy leaves out stays while a version the policy selects in
-	// its place fails to load, so that a broken upload does not take the
-	// model down.
+	return true
+}
+
+// removeUnwanted removes the versions that are no longer wanted, unless
+// their model's directory is unreadable for now: then they keep serving. A
+// serving version the version policy leaves out stays while a version the
+// policy selects in its place fails to load, so that a broken upload does
+// not take the model down.
+func (r *Repository) removeUnwanted(want map[key]found, excluded map[key]string, broken map[string]error, only string) {
 	for k, e := range r.versions {
 		if _, ok := want[k]; ok && !r.unloaded[k.name] {
 			if e.status.Reason == keptReason {
@@ -367,21 +398,6 @@ func (r *Repository) sync(ctx context.Context, only string) {
 			why = reason
 		}
 		r.remove(k, e, why)
-	}
-	// A broken model that has left every source leaves no failure count
-	// behind (as remove does for a version that never loaded).
-	for _, name := range healed {
-		if !wanted(want, name) && !r.known(name) && !r.opts.Registry.Has(name) {
-			r.opts.Metrics.LoadFailures.DeleteLabelValues(name)
-		}
-	}
-	// Default versions follow the configuration.
-	seen := map[string]bool{}
-	for _, f := range want {
-		if !seen[f.name] {
-			seen[f.name] = true
-			r.opts.Registry.SetDefaultVersion(f.name, f.cfg.DefaultVersion)
-		}
 	}
 }
 
@@ -416,14 +432,24 @@ func (r *Repository) noteBroken(broken map[string]error, only string) (healed []
 	return healed
 }
 
+// hasServing reports whether a version of a model serves.
 func (r *Repository) hasServing(name string) bool {
-	for k, e := range r.versions {
-		if k.name == name && e.serving {
+	return anyVersion(r.versions, name, func(e *entry) bool { return e.serving })
+}
+
+// anyVersion reports whether versions holds a version of model name for
+// which ok holds.
+func anyVersion[V any](versions map[key]V, name string, ok func(V) bool) bool {
+	for k, v := range versions {
+		if k.name == name && ok(v) {
 			return true
 		}
 	}
 	return false
 }
+
+// always is anyVersion's test for any version at all.
+func always[V any](V) bool { return true }
 
 // keptReason is the index's reason for a version kept by selectedFailing.
 const keptReason = "replaced by a version that fails to load; kept serving until it loads"
@@ -433,15 +459,6 @@ const keptReason = "replaced by a version that fails to load; kept serving until
 func (r *Repository) selectedFailing(want map[key]found, name string) bool {
 	for k := range want {
 		if e := r.versions[k]; k.name == name && (e == nil || !e.serving) {
-			return true
-		}
-	}
-	return false
-}
-
-func wanted(want map[key]found, name string) bool {
-	for k := range want {
-		if k.name == name {
 			return true
 		}
 	}
@@ -616,14 +633,7 @@ func (r *Repository) generation(k key, made bool) uint64 {
 }
 
 // known reports whether any version of a model is in the index.
-func (r *Repository) known(name string) bool {
-	for k := range r.versions {
-		if k.name == name {
-			return true
-		}
-	}
-	return false
-}
+func (r *Repository) known(name string) bool { return anyVersion(r.versions, name, always) }
 
 // warmUp runs one inference of zeros, so a model that loads but cannot run
 // never takes traffic.
@@ -693,7 +703,7 @@ func (r *Repository) Load(ctx context.Context, name string) error {
 	if err := broken[name]; err != nil {
 		return fmt.Errorf("model %s: %w", name, err)
 	}
-	if !wanted(want, name) {
+	if !anyVersion(want, name, always) {
 		return ErrNotFound
 	}
 	delete(r.unloaded, name)
