@@ -124,6 +124,65 @@ type modelInfo struct {
 // Run sends the traffic and returns what happened. It returns
 // ErrUnreachable when the server does not answer before the run.
 func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return Result{}, err
+	}
+	if client == nil {
+		client = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}}
+	}
+	base := strings.TrimSuffix(cfg.URL, "/")
+	if err := ping(ctx, client, base); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	infos, totalWeight, err := describeTargets(ctx, cfg, client, base)
+	if err != nil {
+		return Result{}, err
+	}
+
+	// The duration ends the issuing of requests; requests already sent are
+	// answered, so that Sent counts every request the server saw.
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	permits := make(chan uint64)
+	go issuePermits(runCtx, cfg, permits)
+	var labels *labelSender
+	if cfg.FeedbackShare > 0 {
+		labels = startLabels(ctx, cfg, client, base)
+		defer labels.cancel()
+	}
+
+	tally := &tally{res: Result{ByStatus: map[string]int{}, PerTarget: map[string]int{}}}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for n := range permits {
+				sendOne(ctx, cfg, client, base, n, infos, totalWeight, labels, tally)
+			}
+		})
+	}
+	wg.Wait()
+	res := tally.res
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.Rate = float64(res.Sent) / res.Seconds
+	}
+	if labels != nil {
+		fr := labels.finish(cfg.FeedbackDelay)
+		res.Feedback = &fr
+	}
+	sort.Float64s(tally.samples)
+	res.P50, res.P95, res.P99 = percentile(tally.samples, 0.50), percentile(tally.samples, 0.95), percentile(tally.samples, 0.99)
+	if res.Sent > 0 && res.Transport == res.Sent {
+		return res, fmt.Errorf("%w: every request failed", ErrUnreachable)
+	}
+	return res, nil
+}
+
+// withDefaults fills the zero values of a Config with their defaults and
+// checks what cannot work.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
 	}
@@ -140,157 +199,138 @@ func Run(ctx context.Context, cfg Config, client *http.Client) (Result, error) {
 		cfg.API = "predict"
 	}
 	if cfg.API != "predict" && cfg.API != "v2" {
-		return Result{}, fmt.Errorf("api %q is neither predict nor v2", cfg.API)
+		return cfg, fmt.Errorf("api %q is neither predict nor v2", cfg.API)
 	}
 	if cfg.FeedbackShare < 0 || cfg.FeedbackShare > 1 || math.IsNaN(cfg.FeedbackShare) {
-		return Result{}, fmt.Errorf("feedback share %v is outside 0..1", cfg.FeedbackShare)
+		return cfg, fmt.Errorf("feedback share %v is outside 0..1", cfg.FeedbackShare)
 	}
 	if cfg.FeedbackDelay < 0 {
-		return Result{}, fmt.Errorf("feedback delay %v is negative", cfg.FeedbackDelay)
+		return cfg, fmt.Errorf("feedback delay %v is negative", cfg.FeedbackDelay)
 	}
 	if cfg.FeedbackMaxPending <= 0 {
 		cfg.FeedbackMaxPending = 100_000
 	}
-	if client == nil {
-		client = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency * 2}}
-	}
-	base := strings.TrimSuffix(cfg.URL, "/")
-	if err := ping(ctx, client, base); err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrUnreachable, err)
-	}
 	if len(cfg.Targets) == 0 {
 		cfg.Targets = []Target{{Weight: 1}}
 	}
+	return cfg, nil
+}
+
+// describeTargets asks the server what each target model takes, and returns
+// it with the targets' total weight.
+func describeTargets(ctx context.Context, cfg Config, client *http.Client, base string) ([]modelInfo, float64, error) {
 	infos := make([]modelInfo, len(cfg.Targets))
+	totalWeight := 0.0
 	for i, t := range cfg.Targets {
 		info, err := describe(ctx, client, base, t)
 		if err != nil {
-			return Result{}, err
+			return nil, 0, err
 		}
 		if cfg.FeedbackShare > 0 && !hasTruth(info) {
-			return Result{}, fmt.Errorf("model %s: loadgen knows true labels for the fraud_model's features %v and classes %v only, not %v and %v",
+			return nil, 0, fmt.Errorf("model %s: loadgen knows true labels for the fraud_model's features %v and classes %v only, not %v and %v",
 				targetKey(Target{Model: info.name, Version: t.Version}), fraudFeatures, fraudClasses, info.features, info.classes)
 		}
 		infos[i] = info
-	}
-	totalWeight := 0.0
-	for _, t := range cfg.Targets {
 		totalWeight += max(t.Weight, 0)
 	}
 	if totalWeight == 0 {
-		return Result{}, errors.New("the targets' weights add up to 0")
+		return nil, 0, errors.New("the targets' weights add up to 0")
 	}
+	return infos, totalWeight, nil
+}
 
-	// The duration ends the issuing of requests; requests already sent are
-	// answered, so that Sent counts every request the server saw.
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	defer cancel()
-	permits := make(chan uint64)
-	go issuePermits(runCtx, cfg, permits)
+// labelSender posts the labels of answered predictions when they are due,
+// from goroutines of its own.
+type labelSender struct {
+	queue  *labelQueue
+	done   sync.WaitGroup
+	cancel context.CancelFunc
+}
 
-	var (
-		fb       *labelQueue
-		fbWork   = make(chan pendingLabel)
-		fbStop   context.Context
-		fbCancel context.CancelFunc
-		fbDone   sync.WaitGroup
-	)
-	if cfg.FeedbackShare > 0 {
-		fb = newLabelQueue(cfg, client, base)
-		fbStop, fbCancel = context.WithCancel(ctx)
-		defer fbCancel()
-		fbDone.Go(func() { fb.dispatch(fbStop, fbWork) })
-		for range cfg.Concurrency {
-			fbDone.Go(func() { fb.post(ctx, fbWork) })
-		}
-	}
-
-	var (
-		mu      sync.Mutex
-		res     = Result{ByStatus: map[string]int{}, PerTarget: map[string]int{}}
-		samples []float64
-		seen    int
-	)
-	start := time.Now()
-	var wg sync.WaitGroup
+// startLabels starts the goroutines that post labels: one hands them out
+// when due, Concurrency post them.
+func startLabels(ctx context.Context, cfg Config, client *http.Client, base string) *labelSender {
+	l := &labelSender{queue: newLabelQueue(cfg, client, base)}
+	stop, cancel := context.WithCancel(ctx)
+	l.cancel = cancel
+	work := make(chan pendingLabel)
+	l.done.Go(func() { l.queue.dispatch(stop, work) })
 	for range cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range permits {
-				r := stream(cfg.Seed, n)
-				i := pick(r, cfg.Targets, totalWeight)
-				t := cfg.Targets[i]
-				bad := cfg.BadShare > 0 && r.Float64() < cfg.BadShare
-				path, body, sent := request(r, cfg, t, infos[i], bad)
-				t0 := time.Now()
-				status, ans, err := send(ctx, client, base+path, body)
-				elapsed := time.Since(t0).Seconds() * 1000
-				rows := len(ans.classes)
-				if err == nil && status == http.StatusOK {
-					if fb != nil {
-						if p, ok := labelled(cfg, n, sent, ans); ok {
-							fb.add(p)
-						}
-					}
-					if cfg.Answered != nil {
-						cfg.Answered(ans.requestID, sent)
-					}
-				}
-				mu.Lock()
-				res.Sent++
-				if bad {
-					res.Bad++
-				}
-				switch {
-				case err != nil:
-					res.Transport++
-				default:
-					res.ByStatus[strconv.Itoa(status)]++
-					if status == http.StatusOK {
-						res.OK++
-						res.Rows += rows
-						res.PerTarget[targetKey(t)]++
-					}
-					seen++
-					if len(samples) < maxSamples {
-						samples = append(samples, elapsed)
-					} else if j := r.IntN(seen); j < maxSamples {
-						samples[j] = elapsed
-					}
-				}
-				mu.Unlock()
+		l.done.Go(func() { l.queue.post(ctx, work) })
+	}
+	return l
+}
+
+// finish waits for the labels still waiting, which are due within delay,
+// and a second more for the last to be handed out, then reports.
+func (l *labelSender) finish(delay time.Duration) FeedbackResult {
+	l.queue.close()
+	done := make(chan struct{})
+	go func() { l.done.Wait(); close(done) }()
+	wait := time.NewTimer(delay + time.Second)
+	select {
+	case <-done:
+	case <-wait.C:
+		l.cancel()
+		<-done
+	}
+	wait.Stop()
+	return l.queue.result()
+}
+
+// tally is what the clients found, under its lock: the result's counts and
+// a reservoir of latencies for the percentiles.
+type tally struct {
+	mu      sync.Mutex
+	res     Result
+	samples []float64
+	seen    int
+}
+
+// sendOne sends request n (drawn from its own stream, so the same whoever
+// sends it), queues its labels, and counts its answer.
+func sendOne(ctx context.Context, cfg Config, client *http.Client, base string, n uint64, infos []modelInfo, totalWeight float64,
+	labels *labelSender, t *tally) {
+	r := stream(cfg.Seed, n)
+	i := pick(r, cfg.Targets, totalWeight)
+	target := cfg.Targets[i]
+	bad := cfg.BadShare > 0 && r.Float64() < cfg.BadShare
+	path, body, sent := request(r, cfg, target, infos[i], bad)
+	t0 := time.Now()
+	status, ans, err := send(ctx, client, base+path, body)
+	elapsed := time.Since(t0).Seconds() * 1000
+	if err == nil && status == http.StatusOK {
+		if labels != nil {
+			if p, ok := labelled(cfg, n, sent, ans); ok {
+				labels.queue.add(p)
 			}
-		}()
-	}
-	wg.Wait()
-	res.Seconds = time.Since(start).Seconds()
-	if res.Seconds > 0 {
-		res.Rate = float64(res.Sent) / res.Seconds
-	}
-	if fb != nil {
-		// Labels still waiting are due within the delay: wait for them
-		// that long, and a second more for the last to be handed out.
-		fb.close()
-		done := make(chan struct{})
-		go func() { fbDone.Wait(); close(done) }()
-		wait := time.NewTimer(cfg.FeedbackDelay + time.Second)
-		select {
-		case <-done:
-		case <-wait.C:
-			fbCancel()
-			<-done
 		}
-		wait.Stop()
-		fr := fb.result()
-		res.Feedback = &fr
+		if cfg.Answered != nil {
+			cfg.Answered(ans.requestID, sent)
+		}
 	}
-	sort.Float64s(samples)
-	res.P50, res.P95, res.P99 = percentile(samples, 0.50), percentile(samples, 0.95), percentile(samples, 0.99)
-	if res.Sent > 0 && res.Transport == res.Sent {
-		return res, fmt.Errorf("%w: every request failed", ErrUnreachable)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.res.Sent++
+	if bad {
+		t.res.Bad++
 	}
-	return res, nil
+	if err != nil {
+		t.res.Transport++
+		return
+	}
+	t.res.ByStatus[strconv.Itoa(status)]++
+	if status == http.StatusOK {
+		t.res.OK++
+		t.res.Rows += len(ans.classes)
+		t.res.PerTarget[targetKey(target)]++
+	}
+	t.seen++
+	if len(t.samples) < maxSamples {
+		t.samples = append(t.samples, elapsed)
+	} else if j := r.IntN(t.seen); j < maxSamples {
+		t.samples[j] = elapsed
+	}
 }
 
 // stream returns request n's random numbers for seed. n goes through
