@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/window"
 )
 
 // Options configures a Monitor. Zero values take the defaults noted.
@@ -40,7 +41,6 @@ type Options struct {
 // before dividing give the fleet's proportions; see docs/METRICS.md.
 type Monitor struct {
 	opts     Options
-	slotDur  time.Duration
 	mu       sync.RWMutex
 	trackers map[key]*tracker
 }
@@ -57,7 +57,7 @@ type tracker struct {
 	featureBins [][]string
 	predBins    []string
 	mu          sync.Mutex
-	slots       []slot
+	window      *window.Ring[slot]
 	// featureTotal[j][b] counts the rows whose feature j fell in bin b, for
 	// the exported features (the first MaxFeatures); predTotal[b] the
 	// predictions in bin (or class) b. Both only grow.
@@ -65,8 +65,8 @@ type tracker struct {
 	predTotal    []uint64
 }
 
+// slot is one sub-window of live counts.
 type slot struct {
-	epoch    int64       // index of the sub-window since the Unix epoch
 	features [][]float64 // counts per feature per bin
 	pred     []float64
 	rows     float64
@@ -129,7 +129,7 @@ func NewMonitor(opts Options) *Monitor {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Monitor{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), trackers: map[key]*tracker{}}
+	return &Monitor{opts: opts, trackers: map[key]*tracker{}}
 }
 
 // Add starts tracking a model version against its profile, replacing what
@@ -150,10 +150,7 @@ func (m *Monitor) Add(meta model.Metadata, p *Profile) error {
 	if meta.IsClassifier() != (len(p.Prediction.Classes) > 0) || (meta.IsClassifier() && !slices.Equal(meta.Classes, p.Prediction.Classes)) {
 		return fmt.Errorf("profile classes %v, model classes %v", p.Prediction.Classes, meta.Classes)
 	}
-	t := &tracker{profile: p, classes: meta.IsClassifier(), created: m.opts.Now(), slots: make([]slot, m.opts.Slots)}
-	for i := range t.slots {
-		t.slots[i].epoch = -1
-	}
+	t := &tracker{profile: p, classes: meta.IsClassifier(), created: m.opts.Now(), window: window.New[slot](m.opts.Window, m.opts.Slots)}
 	exported := min(len(p.Features), m.opts.MaxFeatures)
 	t.featureTotal = make([][]uint64, exported)
 	t.featureBins = make([][]string, exported)
@@ -206,13 +203,10 @@ func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, r
 	if t == nil || in.Cols != len(t.profile.Features) {
 		return
 	}
-	epoch := m.opts.Now().UnixNano() / int64(m.slotDur)
+	now := m.opts.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &t.slots[epoch%int64(len(t.slots))]
-	if s.epoch != epoch {
-		s.reset(epoch, t.profile)
-	}
+	s := t.window.At(now, func(s *slot) { s.reset(t.profile) })
 	for j := range t.profile.Features {
 		f := &t.profile.Features[j]
 		counts := s.features[j]
@@ -246,8 +240,9 @@ func (m *Monitor) Observe(name, version string, in model.Batch, classes []int, r
 	s.rows += float64(in.Rows)
 }
 
-func (s *slot) reset(epoch int64, p *Profile) {
-	s.epoch, s.rows = epoch, 0
+// reset empties a sub-window for reuse, keeping its arrays.
+func (s *slot) reset(p *Profile) {
+	s.rows = 0
 	if s.features == nil {
 		s.features = make([][]float64, len(p.Features))
 		for j := range p.Features {
@@ -279,8 +274,7 @@ func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
 // version (at 0 before its first row, so that all of a version's bin series
 // start together).
 func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
-	now := m.opts.Now().UnixNano() / int64(m.slotDur)
-	oldest := now - int64(m.opts.Slots) + 1
+	now := m.opts.Now()
 	m.mu.RLock()
 	keys := make([]key, 0, len(m.trackers))
 	ts := make([]*tracker, 0, len(m.trackers))
@@ -292,7 +286,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	for i, t := range ts {
 		k := keys[i]
 		t.collectBins(ch, k)
-		features, pred, rows := t.sum(oldest, now)
+		features, pred, rows := t.sum(now)
 		ch <- prometheus.MustNewConstMetric(descRows, prometheus.GaugeValue, rows, k.name, k.version)
 		if rows < float64(m.opts.MinSamples) {
 			continue
@@ -307,8 +301,8 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// sum adds up the sub-windows from epoch oldest to now.
-func (t *tracker) sum(oldest, now int64) ([][]float64, []float64, float64) {
+// sum adds up the sub-windows of the window that ends at now.
+func (t *tracker) sum(now time.Time) ([][]float64, []float64, float64) {
 	features := make([][]float64, len(t.profile.Features))
 	for j, f := range t.profile.Features {
 		features[j] = make([]float64, f.Bins())
@@ -317,10 +311,7 @@ func (t *tracker) sum(oldest, now int64) ([][]float64, []float64, float64) {
 	rows := 0.0
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, s := range t.slots {
-		if s.epoch < oldest || s.epoch > now || s.features == nil {
-			continue
-		}
+	t.window.Each(now, func(s *slot) {
 		for j, c := range s.features {
 			for b, n := range c {
 				features[j][b] += n
@@ -330,7 +321,7 @@ func (t *tracker) sum(oldest, now int64) ([][]float64, []float64, float64) {
 			pred[b] += n
 		}
 		rows += s.rows
-	}
+	})
 	return features, pred, rows
 }
 

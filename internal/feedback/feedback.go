@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelwatch/modelwatch/internal/window"
 )
 
 // Options configures a Store. Zero values take the defaults noted.
@@ -45,9 +47,8 @@ type Options struct {
 // predictions a busy server keeps, and keeping a one-row prediction
 // allocates nothing.
 type Store struct {
-	opts    Options
-	slotDur time.Duration
-	total   *prometheus.CounterVec
+	opts  Options
+	total *prometheus.CounterVec
 	// confusion counts labelled rows by true and predicted class.
 	confusion *prometheus.CounterVec
 	seed      maphash.Seed
@@ -71,7 +72,7 @@ type Store struct {
 	// epoch is when the store was made; expiries count from it, so that
 	// they follow the monotonic clock.
 	epoch time.Time
-	acc   map[key]*window
+	acc   map[key]*window.Ring[counts]
 }
 
 type key struct{ name, version string }
@@ -102,12 +103,8 @@ type slot struct {
 
 func (sl *slot) is(id string) bool { return string(sl.id[:sl.idLen]) == id }
 
-type window struct {
-	slots []accSlot
-}
-
-type accSlot struct {
-	epoch              int64
+// counts are the labelled rows of one sub-window of the accuracy window.
+type counts struct {
 	correct, incorrect float64
 }
 
@@ -154,8 +151,8 @@ func New(opts Options, total, confusion *prometheus.CounterVec) *Store {
 		opts.Now = time.Now
 	}
 	opts.MaxRows = min(opts.MaxRows, math.MaxUint16)
-	return &Store{opts: opts, slotDur: opts.Window / time.Duration(opts.Slots), total: total, confusion: confusion, seed: maphash.MakeSeed(),
-		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window{}, epoch: opts.Now()}
+	return &Store{opts: opts, total: total, confusion: confusion, seed: maphash.MakeSeed(),
+		index: map[uint64]int32{}, modelIDs: map[key]uint16{}, acc: map[key]*window.Ring[counts]{}, epoch: opts.Now()}
 }
 
 // Record keeps the classes predicted for a request's rows until its label
@@ -451,19 +448,12 @@ func (s *Store) score(now time.Time, requestID string, k key, classes, predicted
 	s.total.WithLabelValues(k.name, k.version, Incorrect).Add(float64(o.Incorrect))
 	w := s.acc[k]
 	if w == nil {
-		w = &window{slots: make([]accSlot, s.opts.Slots)}
-		for j := range w.slots {
-			w.slots[j].epoch = -1
-		}
+		w = window.New[counts](s.opts.Window, s.opts.Slots)
 		s.acc[k] = w
 	}
-	epoch := now.UnixNano() / int64(s.slotDur)
-	sl := &w.slots[epoch%int64(len(w.slots))]
-	if sl.epoch != epoch {
-		*sl = accSlot{epoch: epoch}
-	}
-	sl.correct += float64(o.Correct)
-	sl.incorrect += float64(o.Incorrect)
+	c := w.At(now, func(c *counts) { *c = counts{} })
+	c.correct += float64(o.Correct)
+	c.incorrect += float64(o.Incorrect)
 	return o
 }
 
@@ -529,18 +519,15 @@ func (s *Store) Describe(ch chan<- *prometheus.Desc) { ch <- descAccuracy }
 
 // Collect implements prometheus.Collector.
 func (s *Store) Collect(ch chan<- prometheus.Metric) {
-	now := s.opts.Now().UnixNano() / int64(s.slotDur)
-	oldest := now - int64(s.opts.Slots) + 1
+	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, w := range s.acc {
 		var c, n float64
-		for _, sl := range w.slots {
-			if sl.epoch >= oldest && sl.epoch <= now {
-				c += sl.correct
-				n += sl.correct + sl.incorrect
-			}
-		}
+		w.Each(now, func(sl *counts) {
+			c += sl.correct
+			n += sl.correct + sl.incorrect
+		})
 		if n >= float64(s.opts.MinLabels) {
 			ch <- prometheus.MustNewConstMetric(descAccuracy, prometheus.GaugeValue, c/n, k.name, k.version)
 		}
