@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -294,10 +295,19 @@ func (s *Server) authorize(r *http.Request, a access, adminListener bool) (*apiE
 	}
 	tok, ok := bearerToken(r)
 	if !ok {
-		e := newError(errUnauthorized, "this endpoint needs a bearer token (Authorization: Bearer TOKEN)")
-		return e, refusedMissing
+		tok = ""
 	}
-	now := requestInfoFrom(r.Context()).start
+	return checkBearer(r.Context(), tokens, tok, a, "endpoint", "Authorization: Bearer TOKEN")
+}
+
+// checkBearer checks a bearer token ("" when none came) against tokens for
+// access a, over HTTP or gRPC alike: what names what was asked for
+// ("endpoint", "method") and how says how to send a token.
+func checkBearer(ctx context.Context, tokens *Tokens, tok string, a access, what, how string) (*apiError, refusal) {
+	if tok == "" {
+		return newError(errUnauthorized, "this %s needs a bearer token (%s)", what, how), refusedMissing
+	}
+	now := requestInfoFrom(ctx).start
 	if now.IsZero() {
 		now = tokens.now()
 	}
@@ -306,7 +316,7 @@ func (s *Server) authorize(r *http.Request, a access, adminListener bool) (*apiE
 		return newError(errUnauthorized, "the bearer token is not valid"), refusedInvalid
 	}
 	if a == accessControl && scope != ScopeAdmin {
-		return newError(errForbidden, "the bearer token's scope is %s; this endpoint needs an admin token", scope), refusedForbidden
+		return newError(errForbidden, "the bearer token's scope is %s; this %s needs an admin token", scope, what), refusedForbidden
 	}
 	return nil, ""
 }

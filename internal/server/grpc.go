@@ -307,21 +307,7 @@ func (s *Server) decideGRPC(ctx context.Context, a access) (*apiError, refusal) 
 	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 && len(v[0]) >= 7 && strings.EqualFold(v[0][:7], "bearer ") {
 		tok = strings.TrimSpace(v[0][7:])
 	}
-	if tok == "" {
-		return newError(errUnauthorized, "this method needs a bearer token (metadata authorization: Bearer TOKEN)"), refusedMissing
-	}
-	now := requestInfoFrom(ctx).start
-	if now.IsZero() {
-		now = tokens.now()
-	}
-	scope, ok := tokens.lookupAt(tok, now)
-	if !ok {
-		return newError(errUnauthorized, "the bearer token is not valid"), refusedInvalid
-	}
-	if a == accessControl && scope != ScopeAdmin {
-		return newError(errForbidden, "the bearer token's scope is %s; this method needs an admin token", scope), refusedForbidden
-	}
-	return nil, ""
+	return checkBearer(ctx, tokens, tok, a, "method", "metadata authorization: Bearer TOKEN")
 }
 
 // ServerLive implements inferencepb.GRPCInferenceServiceServer.
