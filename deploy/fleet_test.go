@@ -109,7 +109,11 @@ backend modelwatch
 	hap := testenv.Start(t, haproxy, "-db", "-f", cfgFile)
 	testenv.WaitHTTP(t, "http://"+lb+"/ready", hap)
 
-	prom := startFleetPrometheus(t, v, dir, replicas)
+	var addrs []string
+	for _, r := range replicas {
+		addrs = append(addrs, r.addr)
+	}
+	prom := startReplicaPrometheus(t, v, dir, []map[string]any{{"targets": addrs}}, len(replicas))
 
 	// The traffic: 2-row requests with distance_from_home_km tripled, and a
 	// label for half of them 1.5 s after their answer.
@@ -246,17 +250,15 @@ backend modelwatch
 	})
 }
 
-// startFleetPrometheus runs Prometheus with the shipped configuration and
-// rules, scraping the replicas every second.
-func startFleetPrometheus(t *testing.T, v prometheustest.Version, dir string, replicas []*fleetReplica) *prometheusServer {
+// startReplicaPrometheus runs Prometheus with the shipped configuration and
+// rules, the static modelwatch target replaced by the file_sd groups given
+// (targets and labels), scraping and evaluating every second, and waits
+// until the n replicas they name are up.
+func startReplicaPrometheus(t *testing.T, v prometheustest.Version, dir string, groups []map[string]any, n int) *prometheusServer {
 	t.Helper()
 	targets := filepath.Join(dir, "targets")
 	os.MkdirAll(targets, 0o755)
-	var addrs []string
-	for _, r := range replicas {
-		addrs = append(addrs, r.addr)
-	}
-	b, _ := json.Marshal([]map[string]any{{"targets": addrs}})
+	b, _ := json.Marshal(groups)
 	os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
 	rulesDir := shippedRules(t, dir)
 	promAddr := testenv.FreePort(t)
@@ -270,10 +272,13 @@ func startFleetPrometheus(t *testing.T, v prometheustest.Version, dir string, re
 		"refresh_interval: 30s", "refresh_interval: 1s",
 		"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
 	).Replace(string(promCfg))
+	if strings.Contains(cfg, "modelwatch:8000") {
+		t.Fatal("the static target was not removed")
+	}
 	prom := startPrometheusAt(t, v, promAddr, cfg)
-	testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
-		n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
-		return n == float64(len(replicas)), fmt.Sprintf("%v up", n)
+	testenv.WaitFor(t, "the replicas up", 30*time.Second, func() (bool, string) {
+		up, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
+		return up == float64(n), fmt.Sprintf("%v up, want %d", up, n)
 	})
 	return prom
 }

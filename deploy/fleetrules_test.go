@@ -4,14 +4,10 @@ package deploy_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -39,27 +35,7 @@ func TestFleetDrift(t *testing.T) {
 			testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 			addrs = append(addrs, addr)
 		}
-		targets := filepath.Join(dir, "targets")
-		os.MkdirAll(targets, 0o755)
-		b, _ := json.Marshal([]map[string]any{{"targets": addrs}})
-		os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
-		rulesDir := shippedRules(t, dir)
-		promAddr := testenv.FreePort(t)
-		promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
-		cfg := strings.NewReplacer(
-			`      - targets: ["modelwatch:8000"]`+"\n", "      - targets: []\n",
-			`"localhost:9090"`, `"`+promAddr+`"`,
-			`"node-exporter:9100"`, `"127.0.0.1:1"`, `"pushgateway:9091"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
-			"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
-			"/etc/prometheus/targets/*.json", targets+"/*.json",
-			"refresh_interval: 30s", "refresh_interval: 1s",
-			"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
-		).Replace(string(promCfg))
-		prom := startPrometheusAt(t, v, promAddr, cfg)
-		testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
-			n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
-			return n == 3, fmt.Sprintf("%v up", n)
-		})
+		prom := startReplicaPrometheus(t, v, dir, []map[string]any{{"targets": addrs}}, 3)
 		// Every bin is scraped at 0 before the first row.
 		testenv.WaitFor(t, "the bin counters at 0", 30*time.Second, func() (bool, string) {
 			n, _ := prom.scalar(t, `count(model_feature_bin_total{job="modelwatch",model_name="fraud_model"} == 0)`)

@@ -4,11 +4,7 @@ package deploy_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -33,36 +29,11 @@ func TestThreeReplicas(t *testing.T) {
 			testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
 			addrs, procs = append(addrs, addr), append(procs, p)
 		}
-		targets := filepath.Join(dir, "targets")
-		os.MkdirAll(targets, 0o755)
 		var group []map[string]any
 		for i, a := range addrs {
 			group = append(group, map[string]any{"targets": []string{a}, "labels": map[string]string{"replica": fmt.Sprint(i)}})
 		}
-		b, _ := json.Marshal(group)
-		os.WriteFile(filepath.Join(targets, "replicas.json"), b, 0o644)
-
-		rulesDir := shippedRules(t, dir)
-		promAddr := testenv.FreePort(t)
-		promCfg, _ := os.ReadFile("prometheus/prometheus.yml")
-		// The static modelwatch target is dropped: the replicas come from file_sd.
-		cfg := strings.NewReplacer(
-			`      - targets: ["modelwatch:8000"]`+"\n", "      - targets: []\n",
-			`"localhost:9090"`, `"`+promAddr+`"`,
-			`"node-exporter:9100"`, `"127.0.0.1:1"`, `"pushgateway:9091"`, `"127.0.0.1:1"`, `"alertmanager:9093"`, `"127.0.0.1:1"`,
-			"/etc/prometheus/rules/*.yml", rulesDir+"/*.yml",
-			"/etc/prometheus/targets/*.json", targets+"/*.json",
-			"refresh_interval: 30s", "refresh_interval: 1s",
-			"scrape_interval: 15s", "scrape_interval: 1s", "evaluation_interval: 15s", "evaluation_interval: 1s",
-		).Replace(string(promCfg))
-		if strings.Contains(cfg, "modelwatch:8000") {
-			t.Fatal("the static target was not removed")
-		}
-		prom := startPrometheusAt(t, v, promAddr, cfg)
-		testenv.WaitFor(t, "three replicas up", 30*time.Second, func() (bool, string) {
-			n, _ := prom.scalar(t, `count(up{job="modelwatch"} == 1)`)
-			return n == 3, fmt.Sprintf("%v up", n)
-		})
+		prom := startReplicaPrometheus(t, v, dir, group, 3)
 
 		// Known traffic: 100, 200 and 300 requests of 2 rows.
 		sent := 0
