@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -222,13 +220,7 @@ func BenchmarkPredictLog(b *testing.B) {
 				b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
 					b.ReportAllocs()
 					for b.Loop() {
-						req := httptest.NewRequest(http.MethodPost, "/predict", strings.NewReader(body))
-						req.Header.Set("Content-Type", "application/json")
-						rec := httptest.NewRecorder()
-						h.srv.ServeHTTP(rec, req)
-						if rec.Code != 200 {
-							b.Fatalf("status %d: %s", rec.Code, rec.Body)
-						}
+						postPredict(b, h, body)
 					}
 				})
 			}

@@ -4,9 +4,6 @@ package server
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,13 +54,7 @@ func BenchmarkPredictTracing(b *testing.B) {
 			b.ReportAllocs()
 			c0 := processCPU()
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, "/predict", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				rec := httptest.NewRecorder()
-				h.srv.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatalf("status %d: %s", rec.Code, rec.Body)
-				}
+				postPredict(b, h, body)
 			}
 			b.ReportMetric(float64(processCPU()-c0)/float64(b.N), "cpu-ns/op")
 		})
