@@ -661,29 +661,39 @@ func grpcEncode(v *view, req *inferencepb.ModelInferRequest, ts []model.Tensor) 
 			resp.RawOutputContents[i] = b
 			continue
 		}
-		c := &inferencepb.InferTensorContents{}
-		switch d := t.Data.(type) {
-		case []bool:
-			c.BoolContents = d
-		case []int32:
-			c.IntContents = d
-		case []int64:
-			c.Int64Contents = d
-		case []float32:
-			c.Fp32Contents = d
-		case []float64:
-			c.Fp64Contents = d
-		case []string:
-			c.BytesContents = make([][]byte, len(d))
-			for j, s := range d {
-				c.BytesContents[j] = []byte(s)
-			}
-		default:
+		c, ok := encodeContents(t)
+		if !ok {
 			return nil, newError(errModelFailed, "output %s holds data of type %T", t.Name, t.Data)
 		}
 		out.Contents = c
 	}
 	return resp, nil
+}
+
+// encodeContents writes a tensor's data as the protocol's typed contents;
+// false for data of a type the protocol has no contents for.
+func encodeContents(t model.Tensor) (*inferencepb.InferTensorContents, bool) {
+	c := &inferencepb.InferTensorContents{}
+	switch d := t.Data.(type) {
+	case []bool:
+		c.BoolContents = d
+	case []int32:
+		c.IntContents = d
+	case []int64:
+		c.Int64Contents = d
+	case []float32:
+		c.Fp32Contents = d
+	case []float64:
+		c.Fp64Contents = d
+	case []string:
+		c.BytesContents = make([][]byte, len(d))
+		for j, s := range d {
+			c.BytesContents[j] = []byte(s)
+		}
+	default:
+		return nil, false
+	}
+	return c, true
 }
 
 var _ inferencepb.GRPCInferenceServiceServer = (*GRPC)(nil)

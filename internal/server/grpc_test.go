@@ -238,25 +238,9 @@ func TestGRPCInferAndMetadata(t *testing.T) {
 	}
 }
 
-// contentsOf writes a tensor as typed contents.
+// contentsOf writes a tensor as typed contents, as the server answers them.
 func contentsOf(t model.Tensor) *inferencepb.InferTensorContents {
-	c := &inferencepb.InferTensorContents{}
-	switch d := t.Data.(type) {
-	case []bool:
-		c.BoolContents = d
-	case []int32:
-		c.IntContents = d
-	case []int64:
-		c.Int64Contents = d
-	case []float32:
-		c.Fp32Contents = d
-	case []float64:
-		c.Fp64Contents = d
-	case []string:
-		for _, s := range d {
-			c.BytesContents = append(c.BytesContents, []byte(s))
-		}
-	}
+	c, _ := encodeContents(t)
 	return c
 }
 
