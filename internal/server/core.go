@@ -74,90 +74,112 @@ func (s *Server) inferTensors(ctx context.Context, v *view, req tensorRequest, t
 		if aerr != nil {
 			return nil, aerr
 		}
-		out, aerr := s.infer(ctx, v, batch, t0)
-		if aerr != nil {
-			return nil, aerr
-		}
-		return selectOutputs(meta.RowOutputs(out.result, out.class), wanted)
+		return s.inferRows(ctx, v, batch, t0, wanted)
 	}
-	inputs := req.inputs
+	rows, aerr := s.batchRows(v, req.inputs)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if isTensorModel {
+		return s.inferTensorModel(ctx, v, tm, req.inputs, rows, t0, wanted)
+	}
+	batch, aerr := s.rowsTensor(v, req.inputs[0], rows)
+	if aerr != nil {
+		return nil, aerr
+	}
+	return s.inferRows(ctx, v, batch, t0, wanted)
+}
+
+// batchRows checks that a request gives each of the model's inputs, all with
+// the same number of rows (their first dimension), within the row limit,
+// and returns it.
+func (s *Server) batchRows(v *view, inputs []model.Tensor) (int, *apiError) {
+	meta := &v.meta
 	if len(inputs) != len(meta.InputTensors) {
-		return nil, newError(errInvalidRequest, "the model takes %d inputs (%s), the request has %d", len(meta.InputTensors), specNames(meta.InputTensors), len(inputs))
+		return 0, newError(errInvalidRequest, "the model takes %d inputs (%s), the request has %d", len(meta.InputTensors), specNames(meta.InputTensors), len(inputs))
 	}
 	rows := int(inputs[0].Shape[0])
 	for _, t := range inputs {
 		if len(t.Shape) == 0 || int(t.Shape[0]) != rows {
-			return nil, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
+			return 0, newError(errShapeMismatch, "inputs disagree on the batch size (first dimension)")
 		}
 	}
 	switch limit := s.maxRows(v); {
 	case rows == 0:
-		return nil, newError(errEmptyBatch, "the batch has no rows")
+		return 0, newError(errEmptyBatch, "the batch has no rows")
 	case rows > limit:
-		return nil, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", rows, limit)
+		return 0, newError(errBatchTooLarge, "the batch has %d rows, over the limit of %d", rows, limit)
 	}
+	return rows, nil
+}
 
-	if isTensorModel {
-		// JSON cannot carry NaN or infinities; raw and typed protobuf
-		// contents can, and a tensor model is given none.
-		for _, t := range inputs {
-			if i := nonFinite(t.Data); i >= 0 {
-				return nil, newError(errInvalidInput, "input %s: value %d is not a finite number", t.Name, i)
-			}
+// inferTensorModel runs a tensor model (ONNX) on its inputs.
+func (s *Server) inferTensorModel(ctx context.Context, v *view, tm model.TensorModel, inputs []model.Tensor, rows int, t0 time.Time, wanted []string) ([]model.Tensor, *apiError) {
+	// JSON cannot carry NaN or infinities; raw and typed protobuf contents
+	// can, and a tensor model is given none.
+	for _, t := range inputs {
+		if i := nonFinite(t.Data); i >= 0 {
+			return nil, newError(errInvalidInput, "input %s: value %d is not a finite number", t.Name, i)
 		}
-		out, aerr := s.run(ctx, v, rows, t0, func(ctx context.Context) (outcome, []float64, error) {
-			ts, err := model.SafeInfer(ctx, tm, inputs, nil)
-			if err != nil {
-				return outcome{}, nil, err
-			}
-			var pred []float64
-			if i := slices.IndexFunc(ts, func(t model.Tensor) bool { return t.Name == meta.PredictionOutput }); i >= 0 {
-				pred, _ = ts[i].Float64s()
-			}
-			return outcome{tensors: ts}, pred, nil
-		})
-		if aerr != nil {
-			return nil, aerr
-		}
-		s.logRows(ctx, v, rows, &out, tensorRow(inputs, rows))
-		return selectOutputs(out.tensors, wanted)
 	}
+	out, aerr := s.run(ctx, v, rows, t0, func(ctx context.Context) (outcome, []float64, error) {
+		ts, err := model.SafeInfer(ctx, tm, inputs, nil)
+		if err != nil {
+			return outcome{}, nil, err
+		}
+		var pred []float64
+		if i := slices.IndexFunc(ts, func(t model.Tensor) bool { return t.Name == v.meta.PredictionOutput }); i >= 0 {
+			pred, _ = ts[i].Float64s()
+		}
+		return outcome{tensors: ts}, pred, nil
+	})
+	if aerr != nil {
+		return nil, aerr
+	}
+	s.logRows(ctx, v, rows, &out, tensorRow(inputs, rows))
+	return selectOutputs(out.tensors, wanted)
+}
 
-	// A model of rows: one input of shape [rows, features].
-	t := inputs[0]
+// rowsTensor reads the one input of a model of rows, of shape [rows,
+// features], into a batch, with the checks /predict makes: category names
+// and decimal numbers in BYTES, and values the model's input type can hold
+// (an FP64 tensor may carry values an FP32 input cannot).
+func (s *Server) rowsTensor(v *view, t model.Tensor, rows int) (model.Batch, *apiError) {
+	meta := &v.meta
 	if len(t.Shape) != 2 || int(t.Shape[1]) != len(meta.Features) {
-		return nil, newError(errShapeMismatch, "input %s has shape %v; the model takes [rows, %d]", t.Name, t.Shape, len(meta.Features))
+		return model.Batch{}, newError(errShapeMismatch, "input %s has shape %v; the model takes [rows, %d]", t.Name, t.Shape, len(meta.Features))
 	}
 	var vals []float64
 	if strs, ok := t.Data.([]string); ok {
-		// BYTES: category names and decimal numbers.
 		vals = make([]float64, len(strs))
 		idx := s.categories.get(meta)
 		for i, str := range strs {
 			col := i % len(meta.Features)
 			x, why := idx.element(meta, col, str)
 			if why != "" {
-				return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[col], why)
+				return model.Batch{}, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[col], why)
 			}
 			vals[i] = x
 		}
 	} else {
 		var err error
 		if vals, err = t.Float64s(); err != nil {
-			return nil, newError(errInvalidInput, "%v", err)
+			return model.Batch{}, newError(errInvalidInput, "%v", err)
 		}
 	}
-	// The checks /predict makes: an FP64 tensor may carry values an FP32
-	// input cannot hold.
 	if i, why := checkValues(meta, vals); why != "" {
-		return nil, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[i%len(meta.Features)], why)
+		return model.Batch{}, newError(errInvalidInput, "input %s: value %d (%s) %s", t.Name, i, meta.Features[i%len(meta.Features)], why)
 	}
-	batch := model.Batch{Rows: rows, Cols: len(meta.Features), Values: vals}
+	return model.Batch{Rows: rows, Cols: len(meta.Features), Values: vals}, nil
+}
+
+// inferRows runs a model of rows on a batch and answers its output tensors.
+func (s *Server) inferRows(ctx context.Context, v *view, batch model.Batch, t0 time.Time, wanted []string) ([]model.Tensor, *apiError) {
 	out, aerr := s.infer(ctx, v, batch, t0)
 	if aerr != nil {
 		return nil, aerr
 	}
-	return selectOutputs(meta.RowOutputs(out.result, out.class), wanted)
+	return selectOutputs(v.meta.RowOutputs(out.result, out.class), wanted)
 }
 
 // byFeature reports whether a request to a model of rows sends one tensor
