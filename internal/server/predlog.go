@@ -96,7 +96,6 @@ type joined struct {
 // written; a row is counted by the replica whose write labelled it first,
 // so labels sent twice, or to two replicas at once, count once.
 func (s *Server) feedbackThroughLog(ctx context.Context, labels []feedback.Label) ([]feedback.Outcome, *apiError) {
-	store := s.opts.PredictionLog.Store()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	js := make([]joined, len(labels))
@@ -106,48 +105,77 @@ func (s *Server) feedbackThroughLog(ctx context.Context, labels []feedback.Label
 			return nil, newError(errInvalidInput, "feedback %d: request %q is labelled twice", i, l.RequestID)
 		}
 		seen[l.RequestID] = true
-		js[i].label = l
-		preds, err := store.Lookup(ctx, l.RequestID)
-		if errors.Is(err, predlog.ErrNotFound) && s.opts.Feedback != nil && s.opts.Feedback.Has(l.RequestID) {
-			// Made here, and maybe still queued: wait for the queue.
-			sctx, scancel := context.WithTimeout(ctx, logSyncTimeout)
-			err = s.opts.PredictionLog.Sync(sctx)
-			scancel()
-			if err == nil {
-				preds, err = store.Lookup(ctx, l.RequestID)
-			}
+		j, aerr := s.join(ctx, i, l)
+		if aerr != nil {
+			return nil, aerr
 		}
-		switch {
-		case errors.Is(err, predlog.ErrNotFound):
-			continue
-		case err != nil:
-			s.log.Error("prediction log lookup failed", "request_id", l.RequestID, "err", err)
-			return nil, newError(errUnavailable, "the prediction log cannot be read; nothing was labelled, try again")
-		case slices.ContainsFunc(preds, predlog.Prediction.Labelled):
-			continue // already labelled: answered as unknown, as before the log
+		js[i] = j
+	}
+	newly, aerr := s.writeLabels(ctx, js)
+	if aerr != nil {
+		return nil, aerr
+	}
+	out := make([]feedback.Outcome, len(js))
+	for i, j := range js {
+		var n []int
+		if j.known {
+			n, newly = newly[:len(j.preds)], newly[len(j.preds):]
 		}
-		if len(l.Labels) != len(preds) {
-			return nil, newError(errInvalidInput, "feedback %d: the prediction has %d rows, the feedback %d labels", i, len(preds), len(l.Labels))
-		}
-		j := &js[i]
-		j.preds, j.known = preds, true
-		if m, err := s.models.Resolve(preds[0].Model, preds[0].Version); err == nil {
-			meta := m.Metadata()
-			j.classes, j.live = meta.Classes, true
-		}
-		classifier := preds[0].Class != ""
-		for _, lab := range l.Labels {
-			switch {
-			case classifier && j.live && !slices.Contains(j.classes, lab):
-				return nil, newError(errInvalidInput, "feedback %d: %q is not a class of model %s (classes: %v)", i, lab, preds[0].Model, j.classes)
-			case !classifier && !finiteNumber(lab):
-				return nil, newError(errInvalidInput, "feedback %d: %q is not a number; model %s is a regressor", i, lab, preds[0].Model)
-			case len(lab) > maxLabelLen:
-				return nil, newError(errInvalidInput, "feedback %d: a label is longer than %d bytes", i, maxLabelLen)
-			}
+		out[i] = s.count(j, n)
+	}
+	return out, nil
+}
+
+// join finds label i's prediction in the log and checks the label against
+// it; a prediction not logged, or already labelled, is not known.
+func (s *Server) join(ctx context.Context, i int, l feedback.Label) (joined, *apiError) {
+	j := joined{label: l}
+	store := s.opts.PredictionLog.Store()
+	preds, err := store.Lookup(ctx, l.RequestID)
+	if errors.Is(err, predlog.ErrNotFound) && s.opts.Feedback != nil && s.opts.Feedback.Has(l.RequestID) {
+		// Made here, and maybe still queued: wait for the queue.
+		sctx, scancel := context.WithTimeout(ctx, logSyncTimeout)
+		err = s.opts.PredictionLog.Sync(sctx)
+		scancel()
+		if err == nil {
+			preds, err = store.Lookup(ctx, l.RequestID)
 		}
 	}
+	switch {
+	case errors.Is(err, predlog.ErrNotFound):
+		return j, nil
+	case err != nil:
+		s.log.Error("prediction log lookup failed", "request_id", l.RequestID, "err", err)
+		return j, newError(errUnavailable, "the prediction log cannot be read; nothing was labelled, try again")
+	case slices.ContainsFunc(preds, predlog.Prediction.Labelled):
+		return j, nil // already labelled: answered as unknown, as before the log
+	}
+	if len(l.Labels) != len(preds) {
+		return j, newError(errInvalidInput, "feedback %d: the prediction has %d rows, the feedback %d labels", i, len(preds), len(l.Labels))
+	}
+	j.preds, j.known = preds, true
+	if m, err := s.models.Resolve(preds[0].Model, preds[0].Version); err == nil {
+		meta := m.Metadata()
+		j.classes, j.live = meta.Classes, true
+	}
+	classifier := preds[0].Class != ""
+	for _, lab := range l.Labels {
+		switch {
+		case classifier && j.live && !slices.Contains(j.classes, lab):
+			return j, newError(errInvalidInput, "feedback %d: %q is not a class of model %s (classes: %v)", i, lab, preds[0].Model, j.classes)
+		case !classifier && !finiteNumber(lab):
+			return j, newError(errInvalidInput, "feedback %d: %q is not a number; model %s is a regressor", i, lab, preds[0].Model)
+		case len(lab) > maxLabelLen:
+			return j, newError(errInvalidInput, "feedback %d: a label is longer than %d bytes", i, maxLabelLen)
+		}
+	}
+	return j, nil
+}
 
+// writeLabels writes the labels of the known predictions in one
+// transaction, and returns for each of their rows, in order, whether this
+// write labelled it.
+func (s *Server) writeLabels(ctx context.Context, js []joined) ([]int, *apiError) {
 	now := s.opts.Now()
 	var write []predlog.Label
 	for _, j := range js {
@@ -158,52 +186,49 @@ func (s *Server) feedbackThroughLog(ctx context.Context, labels []feedback.Label
 			write = append(write, predlog.Label{RequestID: j.label.RequestID, Row: j.preds[r].Row, Value: lab, Time: now})
 		}
 	}
-	var newly []int
-	if len(write) > 0 {
-		var err error
-		if newly, err = store.WriteLabels(ctx, write); err != nil {
-			s.log.Error("prediction log label write failed", "labels", len(write), "err", err)
-			return nil, newError(errUnavailable, "the prediction log cannot be written; nothing was labelled, try again")
-		}
+	if len(write) == 0 {
+		return nil, nil
 	}
+	newly, err := s.opts.PredictionLog.Store().WriteLabels(ctx, write)
+	if err != nil {
+		s.log.Error("prediction log label write failed", "labels", len(write), "err", err)
+		return nil, newError(errUnavailable, "the prediction log cannot be written; nothing was labelled, try again")
+	}
+	return newly, nil
+}
 
-	out := make([]feedback.Outcome, len(js))
-	for i, j := range js {
-		id := j.label.RequestID
-		if !j.known {
-			out[i] = s.unknownLabel(id)
-			continue
-		}
-		var predicted, labelled []string
-		for r := range j.preds {
-			if newly[0] > 0 {
-				predicted = append(predicted, j.preds[r].Class)
-				labelled = append(labelled, j.label.Labels[r])
-			}
-			newly = newly[1:]
-		}
-		if s.opts.Feedback != nil {
-			s.opts.Feedback.Drop(id)
-		}
-		if len(labelled) == 0 { // another replica labelled it first
-			out[i] = s.unknownLabel(id)
-			continue
-		}
-		p := j.preds[0]
-		switch {
-		case p.Class == "":
-			// A regressor's label is kept in the log, the labelled data
-			// set; accuracy is a classifier's.
-			out[i] = feedback.Outcome{RequestID: id, Result: feedback.Recorded, Model: p.Model, Version: p.Version}
-		case j.live && s.opts.Feedback != nil:
-			out[i] = s.opts.Feedback.Score(id, p.Model, p.Version, j.classes, predicted, labelled)
-		default:
-			// The version is not loaded any more: its series are gone
-			// and stay gone; the label is in the log.
-			out[i] = feedback.Tally(id, p.Model, p.Version, predicted, labelled)
+// count scores and counts the rows of one label that this replica's write
+// labelled (newly, one entry a row), and answers it.
+func (s *Server) count(j joined, newly []int) feedback.Outcome {
+	id := j.label.RequestID
+	if !j.known {
+		return s.unknownLabel(id)
+	}
+	var predicted, labelled []string
+	for r := range j.preds {
+		if newly[r] > 0 {
+			predicted = append(predicted, j.preds[r].Class)
+			labelled = append(labelled, j.label.Labels[r])
 		}
 	}
-	return out, nil
+	if s.opts.Feedback != nil {
+		s.opts.Feedback.Drop(id)
+	}
+	if len(labelled) == 0 { // another replica labelled it first
+		return s.unknownLabel(id)
+	}
+	p := j.preds[0]
+	switch {
+	case p.Class == "":
+		// A regressor's label is kept in the log, the labelled data set;
+		// accuracy is a classifier's.
+		return feedback.Outcome{RequestID: id, Result: feedback.Recorded, Model: p.Model, Version: p.Version}
+	case j.live && s.opts.Feedback != nil:
+		return s.opts.Feedback.Score(id, p.Model, p.Version, j.classes, predicted, labelled)
+	}
+	// The version is not loaded any more: its series are gone and stay
+	// gone; the label is in the log.
+	return feedback.Tally(id, p.Model, p.Version, predicted, labelled)
 }
 
 // unknownLabel answers, and counts, a label whose prediction is not in the

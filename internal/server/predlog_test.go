@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelwatch/modelwatch/internal/feedback"
+	"github.com/modelwatch/modelwatch/internal/model"
+	"github.com/modelwatch/modelwatch/internal/model/modeltest"
 	"github.com/modelwatch/modelwatch/internal/predlog"
 	"github.com/modelwatch/modelwatch/internal/predlog/predlogtest"
 )
@@ -225,5 +227,51 @@ func BenchmarkPredictLog(b *testing.B) {
 				})
 			}
 		})
+	}
+}
+
+// TestPredictionLogRegressorAndUnloaded: a regressor's label (a number) is
+// written to the log and answered "recorded"; a label for a version no
+// longer loaded is scored and written, and counted nowhere, since that
+// version's series are gone.
+func TestPredictionLogRegressorAndUnloaded(t *testing.T) {
+	ctx := context.Background()
+	store := openSQLiteStore(t)
+	var registry *model.Registry
+	a, logA := newLoggedHarness(t, store, "a", nil)
+	registry = a.srv.models
+	registry.Add(&modeltest.Model{Meta: model.Metadata{Name: "price", Version: "1", Type: "fake", Features: []string{"x", "y"}, Outputs: 1},
+		PredictFunc: func(_ context.Context, in model.Batch) (model.Result, error) {
+			return model.Result{Rows: in.Rows, Cols: 1, Values: []float64{1234.5}}, nil
+		}})
+	price := decodeResponse(t, a.predict(`{"model_name": "price", "inputs": [[1, 2]]}`))
+	strict := decodeResponse(t, a.predict(`{"model_name": "strict", "inputs": [[1, 2]]}`))
+	if err := logA.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ body, says string }{
+		{fmt.Sprintf(`{"request_id": %q, "label": "expensive"}`, price.RequestID), `is not a number; model price is a regressor`},
+	} {
+		rec := a.do("POST", "/feedback", "application/json", tc.body)
+		if rec.Code != 422 || !strings.Contains(rec.Body.String(), tc.says) {
+			t.Errorf("%s: %d %s", tc.body, rec.Code, rec.Body)
+		}
+	}
+	registry.Remove("strict", "1", nil)
+	got := feedbackResults(t, a, fmt.Sprintf(`[{"request_id": %q, "label": "1200"}, {"request_id": %q, "label": "yes"}]`, price.RequestID, strict.RequestID))
+	want := fmt.Sprintf("[{%s recorded 0 0 price 1} {%s incorrect 0 1 strict 1}]", price.RequestID, strict.RequestID)
+	if fmt.Sprint(got) != want {
+		t.Errorf("results %v, want %s", got, want)
+	}
+	for id, label := range map[string]string{price.RequestID: "1200", strict.RequestID: "yes"} {
+		ps, err := store.Lookup(ctx, id)
+		if err != nil || ps[0].Label != label {
+			t.Errorf("log for %s: %+v, %v; want labelled %s", id, ps, err, label)
+		}
+	}
+	for k, v := range a.snapshot() {
+		if strings.HasPrefix(k, "model_feedback_total") && strings.Contains(k, `model_name="strict"`) && v != 0 {
+			t.Errorf("%s = %v: a version no longer loaded was counted", k, v)
+		}
 	}
 }
