@@ -113,7 +113,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		collectors.NewGoCollector(),
 	)
 	met := metrics.New(reg)
-	tracerProvider, logger, stopTracing, err := setupTracing(ctx, m.Getenv, reg, logger)
+	tracerProvider, presampler, logger, stopTracing, err := setupTracing(ctx, m.Getenv, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -180,6 +180,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Access:            access,
 		MaxStatusRequests: cfg.MaxScrapes,
 		TracerProvider:    tracerProvider,
+		Presampler:        presampler,
 		Propagator:        tracing.Propagator(),
 		Info: map[string]any{"gpu_metrics": gpuOn, "gpu": gpuState, "onnx": onnxState,
 			"model_repository": cfg.ModelRepository},

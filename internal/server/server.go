@@ -27,6 +27,7 @@ import (
 	"github.com/modelwatch/modelwatch/internal/metrics"
 	"github.com/modelwatch/modelwatch/internal/model"
 	"github.com/modelwatch/modelwatch/internal/predlog"
+	"github.com/modelwatch/modelwatch/internal/tracing"
 	"github.com/modelwatch/modelwatch/internal/version"
 )
 
@@ -105,6 +106,11 @@ type Options struct {
 	// a span to each inference request and POST /feedback, with child
 	// spans for the inference's stages (docs/TRACING.md); nil or no-op:
 	// tracing off, at no cost to the request path.
+	// Presampler, with a trace id ratio sampler, decides the sampling of a
+	// request without trace context before a span is started, so that an
+	// unsampled request costs no span (tracing.Config.Presampler). The
+	// TracerProvider must take its trace ids from tracing.IDGenerator.
+	Presampler     *tracing.Presampler
 	TracerProvider trace.TracerProvider
 	// Propagator reads a caller's trace context from the request headers
 	// (default: W3C Trace Context; cmd passes tracing.Propagator()).

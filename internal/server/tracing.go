@@ -150,8 +150,19 @@ var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 // it: the samplers OTEL_TRACES_SAMPLER offers (always_on, always_off,
 // traceidratio and their parentbased_ forms) never read them, and a
 // request that is not sampled then costs no attribute at all.
+//
+// A new trace that a Presampler (a trace id ratio sampler) leaves out
+// starts no span at all: the span is nil.
 func (s *Server) startSpan(w http.ResponseWriter, r *http.Request, route, name string, start time.Time, requestID string) (context.Context, trace.Span) {
-	ctx, span := s.tracer.Start(s.callerContext(r.Context(), r.Header), name, serverKind, trace.WithTimestamp(start))
+	ctx := s.callerContext(r.Context(), r.Header)
+	if p := s.opts.Presampler; p != nil && ctx == r.Context() {
+		tid, sampled := p.Draw()
+		if !sampled {
+			return ctx, nil
+		}
+		ctx = tracing.WithTraceID(ctx, tid)
+	}
+	ctx, span := s.tracer.Start(ctx, name, serverKind, trace.WithTimestamp(start))
 	if !span.IsRecording() {
 		return ctx, span
 	}

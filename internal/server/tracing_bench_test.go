@@ -30,17 +30,19 @@ func (discardExporter) Shutdown(context.Context) error                          
 // collector included): on a shared machine it moves less than the wall time.
 func BenchmarkPredictTracing(b *testing.B) {
 	for _, bc := range []struct {
-		name    string
-		sampler sdktrace.Sampler // nil: tracing off
+		name       string
+		sampler    sdktrace.Sampler // nil: tracing off
+		presampler *tracing.Presampler
 	}{
-		{"off", nil},
-		{"ratio=0.01", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))},
-		{"always", sdktrace.ParentBased(sdktrace.AlwaysSample())},
+		{"off", nil, nil},
+		{"ratio=0.01", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01)), tracing.NewPresampler(0.01)},
+		{"always", sdktrace.ParentBased(sdktrace.AlwaysSample()), nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var tp trace.TracerProvider = noop.NewTracerProvider()
 			if bc.sampler != nil {
-				sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}), sdktrace.WithSampler(bc.sampler))
+				sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}), sdktrace.WithSampler(bc.sampler),
+					sdktrace.WithIDGenerator(tracing.IDGenerator{})) // as tracing.Setup makes it
 				defer sdk.Shutdown(context.Background())
 				tp = sdk
 			}
@@ -48,6 +50,7 @@ func BenchmarkPredictTracing(b *testing.B) {
 				o.Now = time.Now
 				o.MaxBodyBytes = 1 << 20
 				o.TracerProvider = tp
+				o.Presampler = bc.presampler
 				o.Propagator = tracing.Propagator()
 			})
 			body := `{"inputs": [` + safeRow + `]}`

@@ -35,7 +35,8 @@ const (
 func newTracedHarness(t *testing.T, sampler sdktrace.Sampler, mutate func(*Options)) (*harness, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sampler))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sampler),
+		sdktrace.WithIDGenerator(tracing.IDGenerator{})) // as tracing.Setup makes it
 	t.Cleanup(func() { tp.Shutdown(context.Background()) })
 	h := newHarness(t, func(o *Options) {
 		o.TracerProvider = tp
@@ -354,6 +355,40 @@ func TestTracingNotSampled(t *testing.T) {
 	}
 	if got := exemplarsOf(t, h, "model_prediction_duration_seconds", map[string]string{"model_name": "fraud_model"}); fmt.Sprint(got) != "[request_id=req-unsampled]" {
 		t.Errorf("exemplars %q, want the request id alone", got)
+	}
+}
+
+// TestTracingPresampled: with a trace id ratio sampler's presampler, a new
+// trace it leaves out starts no span at all (nor traceparent back, nor
+// trace_id exemplar), one it takes is traced with the trace id it drew, and
+// a caller's sampled trace is continued whatever the ratio.
+func TestTracingPresampled(t *testing.T) {
+	for _, c := range []struct{ ratio float64 }{{0}, {0.999999}} {
+		h, exp := newTracedHarness(t, sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.ratio)), func(o *Options) {
+			o.Presampler = tracing.NewPresampler(c.ratio)
+		})
+		rec := h.do(http.MethodPost, "/predict", "application/json", `{"inputs": [`+safeRow+`]}`, "X-Request-ID", "req-new")
+		if rec.Code != 200 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		spans := exp.GetSpans()
+		if c.ratio == 0 {
+			if len(spans) != 0 || rec.Header().Get("traceparent") != "" {
+				t.Errorf("ratio 0: %d spans %v, traceparent %q; want none", len(spans), names(spans), rec.Header().Get("traceparent"))
+			}
+			if got := exemplarsOf(t, h, "model_prediction_duration_seconds", map[string]string{"model_name": "fraud_model"}); fmt.Sprint(got) != "[request_id=req-new]" {
+				t.Errorf("ratio 0: exemplars %q, want the request id alone", got)
+			}
+		} else if len(spans) == 0 || !strings.Contains(rec.Header().Get("traceparent"), spans[0].SpanContext.TraceID().String()) {
+			t.Errorf("ratio ~1: spans %v, traceparent %q", names(spans), rec.Header().Get("traceparent"))
+		}
+		exp.Reset()
+		// A caller's sampled trace goes on, presampler or not.
+		rec = h.do(http.MethodPost, "/predict", "application/json", `{"inputs": [`+safeRow+`]}`,
+			"traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+		if rec.Code != 200 || len(exp.GetSpans()) == 0 || exp.GetSpans()[0].SpanContext.TraceID().String() != callerTrace {
+			t.Errorf("ratio %v: a caller's sampled trace: %d %v", c.ratio, rec.Code, names(exp.GetSpans()))
+		}
 	}
 }
 

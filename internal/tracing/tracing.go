@@ -86,6 +86,7 @@ func Setup(ctx context.Context, cfg Config, reg prometheus.Registerer, logger *s
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(&countingExporter{SpanExporter: exp, m: m}),
 		sdktrace.WithResource(res),
+		sdktrace.WithIDGenerator(IDGenerator{}), // the ids a Presampler drew
 	)
 	logger.Info("tracing on", "protocol", cfg.Protocol, "endpoint", cfg.Endpoint,
 		"sampler", cfg.Sampler, "sampler_arg", cfg.SamplerArg)
