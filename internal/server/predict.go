@@ -138,24 +138,11 @@ func (s *Server) bodyDone(charged int64) { s.bodyBytes.Add(-charged) }
 
 // predict serves POST /predict.
 func (s *Server) predict(r *http.Request) (any, *apiError) {
-	if err := checkJSONContent(r); err != nil {
-		return nil, err
-	}
-	// The body is read before the request takes an in-flight place: a slow
-	// client holds memory it sends (bounded by MaxBodyMemory), never a place
-	// others wait for. With every place taken, it is refused before reading.
-	if aerr := s.full(); aerr != nil {
-		return nil, aerr
-	}
-	body, charged, aerr := s.readBody(r)
+	body, done, aerr := s.admitInference(r)
 	if aerr != nil {
 		return nil, aerr
 	}
-	defer s.bodyDone(charged)
-	if aerr := s.admit(); aerr != nil {
-		return nil, aerr
-	}
-	defer s.leave()
+	defer done()
 	t0 := s.opts.Now()
 	req := predictRequest{Inputs: rows{maxRows: s.opts.MaxBatchRows, maxValues: s.opts.MaxBatchRows * max(1, s.models.MaxFeatures())}}
 	if err := decodePredict(body, &req); err != nil {
@@ -181,6 +168,32 @@ func (s *Server) predict(r *http.Request) (any, *apiError) {
 	v.series.InputSize.Observe(float64(len(body)))
 	v.series.OutputSize.Observe(float64(len(resp) + 1))
 	return json.RawMessage(resp), nil
+}
+
+// admitInference takes an inference request's JSON body and then an
+// in-flight place; done gives both back. The body is read before the
+// request takes a place: a slow client holds memory it sends (bounded by
+// MaxBodyMemory), never a place others wait for. With every place taken,
+// it is refused before reading.
+func (s *Server) admitInference(r *http.Request) (body []byte, done func(), aerr *apiError) {
+	if err := checkJSONContent(r); err != nil {
+		return nil, nil, err
+	}
+	if aerr := s.full(); aerr != nil {
+		return nil, nil, aerr
+	}
+	body, charged, aerr := s.readBody(r)
+	if aerr != nil {
+		return nil, nil, aerr
+	}
+	if aerr := s.admit(); aerr != nil {
+		s.bodyDone(charged)
+		return nil, nil, aerr
+	}
+	return body, func() {
+		s.leave()
+		s.bodyDone(charged)
+	}, nil
 }
 
 // validate checks decoded rows against the model's metadata and returns them

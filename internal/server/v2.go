@@ -262,22 +262,11 @@ func (s *Server) v2Infer(r *http.Request) (any, *apiError) {
 	if r.Header.Get("Inference-Header-Content-Length") != "" {
 		return nil, newError(errMediaType, "the binary tensor data extension is not supported; send tensors as JSON")
 	}
-	if err := checkJSONContent(r); err != nil {
-		return nil, err
-	}
-	// As /predict: the body first, then an in-flight place.
-	if aerr := s.full(); aerr != nil {
-		return nil, aerr
-	}
-	body, charged, aerr := s.readBody(r)
+	body, done, aerr := s.admitInference(r)
 	if aerr != nil {
 		return nil, aerr
 	}
-	defer s.bodyDone(charged)
-	if aerr := s.admit(); aerr != nil {
-		return nil, aerr
-	}
-	defer s.leave()
+	defer done()
 	t0 := s.opts.Now()
 	var req v2InferRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
