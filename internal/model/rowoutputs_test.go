@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"math"
 	"reflect"
 	"testing"
 
@@ -29,5 +30,23 @@ func TestRowOutputs(t *testing.T) {
 	want = []model.Tensor{{Name: "value", DataType: model.FP64, Shape: []int64{1, 1}, Data: []float64{0.1 + 0.2}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("regressor outputs %+v, want %+v", got, want)
+	}
+}
+
+// TestNonFinite: the first NaN or infinity of floating-point data, -1 for
+// none and for other data.
+func TestNonFinite(t *testing.T) {
+	for _, c := range []struct {
+		data any
+		want int
+	}{
+		{[]float32{1, 2, float32(math.Inf(1))}, 2},
+		{[]float64{math.NaN(), 1}, 0},
+		{[]float64{1, 2}, -1},
+		{[]int64{1}, -1},
+	} {
+		if got := (model.Tensor{Data: c.data}).NonFinite(); got != c.want {
+			t.Errorf("NonFinite(%v) = %d, want %d", c.data, got, c.want)
+		}
 	}
 }

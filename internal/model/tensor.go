@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -192,4 +193,24 @@ func (m *Metadata) PredictionType() DataType {
 		}
 	}
 	return FP32
+}
+
+// NonFinite returns the index of the first NaN or infinity in the tensor's
+// data, or -1 (always for data that is not floating point).
+func (t Tensor) NonFinite() int {
+	switch d := t.Data.(type) {
+	case []float32:
+		for i, x := range d {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return i
+			}
+		}
+	case []float64:
+		for i, x := range d {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				return i
+			}
+		}
+	}
+	return -1
 }

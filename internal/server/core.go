@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -118,7 +117,7 @@ func (s *Server) inferTensorModel(ctx context.Context, v *view, tm model.TensorM
 	// JSON cannot carry NaN or infinities; raw and typed protobuf contents
 	// can, and a tensor model is given none.
 	for _, t := range inputs {
-		if i := nonFinite(t.Data); i >= 0 {
+		if i := t.NonFinite(); i >= 0 {
 			return nil, newError(errInvalidInput, "input %s: value %d is not a finite number", t.Name, i)
 		}
 	}
@@ -331,26 +330,6 @@ func checkSpec(name, datatype string, shape []int64, spec model.TensorSpec, stri
 	return n, nil
 }
 
-// nonFinite returns the index of the first NaN or infinity in a tensor's
-// data, or -1.
-func nonFinite(data any) int {
-	switch d := data.(type) {
-	case []float32:
-		for i, x := range d {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return i
-			}
-		}
-	case []float64:
-		for i, x := range d {
-			if math.IsNaN(x) || math.IsInf(x, 0) {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
 // selectOutputs returns the outputs wanted names (all when none), refusing
 // any that holds a value that is not a finite number.
 func selectOutputs(ts []model.Tensor, wanted []string) ([]model.Tensor, *apiError) {
@@ -359,7 +338,7 @@ func selectOutputs(ts []model.Tensor, wanted []string) ([]model.Tensor, *apiErro
 		if len(wanted) > 0 && !slices.Contains(wanted, t.Name) {
 			continue
 		}
-		if nonFinite(t.Data) >= 0 {
+		if t.NonFinite() >= 0 {
 			return nil, newError(errModelFailed, "output %s holds a value that is not a finite number", t.Name)
 		}
 		out = append(out, t)
