@@ -500,3 +500,15 @@ func TestGRPCTensorModel(t *testing.T) {
 		t.Errorf("FP64 for an FP32 input: %v", err)
 	}
 }
+
+// TestGRPCOffFromTheEnvironment: MODELWATCH_GRPC_LISTEN_ADDRESS=off turns
+// the gRPC listener off (an empty variable reads as unset).
+func TestGRPCOffFromTheEnvironment(t *testing.T) {
+	t.Setenv("MODELWATCH_GRPC_LISTEN_ADDRESS", "off")
+	addr := testenv.FreePort(t)
+	p := testenv.Start(t, binary, "serve", "--listen-address", addr, "--log-format", "json")
+	testenv.WaitHTTP(t, "http://"+addr+"/ready", p)
+	if logs := p.Log.String(); strings.Contains(logs, `"role":"grpc"`) || !strings.Contains(logs, `"role":"api"`) {
+		t.Errorf("MODELWATCH_GRPC_LISTEN_ADDRESS=off: want the API listener and no gRPC one:\n%s", logs)
+	}
+}

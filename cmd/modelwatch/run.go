@@ -450,7 +450,7 @@ type grpcListener struct{ g *server.GRPC }
 // serveGRPC starts the gRPC listener (role "grpc"), sending what ends its
 // serving to errc.
 func serveGRPC(cfg config.Config, srv *server.Server, reg prometheus.Registerer, cert *server.Certificate, logger *slog.Logger, errc chan<- error) (*grpcListener, error) {
-	if cfg.GRPCListenAddress == "" {
+	if cfg.GRPCListenAddress == "" || cfg.GRPCListenAddress == "off" { // off: what the environment can say
 		return &grpcListener{}, nil
 	}
 	ln, err := net.Listen("tcp", cfg.GRPCListenAddress)

@@ -135,7 +135,7 @@ func (c Config) Validate() error {
 		return errors.New("metrics-listen-address must differ from listen-address")
 	case c.AdminListenAddress != "" && (c.AdminListenAddress == c.ListenAddress || c.AdminListenAddress == c.MetricsListenAddress) && !strings.HasSuffix(c.AdminListenAddress, ":0"):
 		return errors.New("admin-listen-address must differ from listen-address and metrics-listen-address")
-	case c.GRPCListenAddress != "" && (c.GRPCListenAddress == c.ListenAddress || c.GRPCListenAddress == c.MetricsListenAddress || c.GRPCListenAddress == c.AdminListenAddress) && !strings.HasSuffix(c.GRPCListenAddress, ":0"):
+	case c.GRPCListenAddress != "" && c.GRPCListenAddress != "off" && (c.GRPCListenAddress == c.ListenAddress || c.GRPCListenAddress == c.MetricsListenAddress || c.GRPCListenAddress == c.AdminListenAddress) && !strings.HasSuffix(c.GRPCListenAddress, ":0"):
 		return errors.New("grpc-listen-address must differ from listen-address, metrics-listen-address and admin-listen-address")
 	case c.InferenceAuth && c.TokenFile == "":
 		return errors.New("inference-auth needs --token-file")
@@ -238,7 +238,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) *string {
 	fs.StringVar(&c.MetricsListenAddress, "metrics-listen-address", c.MetricsListenAddress, "serve /metrics on this address instead, apart from the API")
 	fs.StringVar(&c.WebConfigFile, "web.config.file", c.WebConfigFile, "exporter-toolkit web configuration (TLS, basic auth) for the listener that serves /metrics")
 	fs.StringVar(&c.AdminListenAddress, "admin-listen-address", c.AdminListenAddress, "serve the control plane (repository load and unload, /debug/pprof/ with --enable-pprof) on this address; without it or an admin token in --token-file, control requests get 403")
-	fs.StringVar(&c.GRPCListenAddress, "grpc-listen-address", c.GRPCListenAddress, "address the Open Inference Protocol's gRPC service (with grpc.health.v1 and reflection) listens on; \"\" turns it off")
+	fs.StringVar(&c.GRPCListenAddress, "grpc-listen-address", c.GRPCListenAddress, "address the Open Inference Protocol's gRPC service (with grpc.health.v1 and reflection) listens on; off (or \"\") turns it off")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file of bearer tokens, one a line: TOKEN [inference|admin] (inference when no scope is given), or sha256:HEX for a token's SHA-256 sum; read again when it changes. Admin tokens open the control plane on every listener")
 	fs.BoolVar(&c.InferenceAuth, "inference-auth", c.InferenceAuth, "require a bearer token from --token-file (either scope) for /predict, the v2 infer endpoints and /feedback")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate for TLS on the API and admin listeners, read again when it changes (with --tls-key-file)")
