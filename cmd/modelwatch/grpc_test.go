@@ -430,14 +430,7 @@ func TestGRPCTools(t *testing.T) {
 	if _, err := c.ModelInfer(testCtx(t), fraudRequest(true)); err != nil {
 		t.Errorf("ModelInfer during the shutdown delay: %v", err)
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil || !strings.Contains(p.logs.String(), "shut down cleanly") {
-			t.Errorf("exit: %v\n%s", err, p.logs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("modelwatch did not exit after the delay")
-	}
+	p.waitCleanExit(t)
 }
 
 // TestGRPCTensorModel: an ONNX model of two inputs, FP32 and INT64, typed

@@ -148,6 +148,20 @@ func start(t *testing.T, listeners int, args ...string) *process {
 	}
 }
 
+// waitCleanExit waits up to 30 s for the process to exit 0 having logged a
+// clean shutdown.
+func (p *process) waitCleanExit(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		if err != nil || !strings.Contains(p.logs.String(), "shut down cleanly") {
+			t.Errorf("exit: %v\n%s", err, p.logs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("modelwatch did not exit after the delay")
+	}
+}
+
 func (p *process) url(path string) string { return "http://" + p.addrs["api"] + path }
 
 // waitLog waits until the process has logged s.
@@ -388,14 +402,7 @@ func TestShutdownDelay(t *testing.T) {
 	if strings.Contains(p.logs.String(), "draining in-flight requests") {
 		t.Error("draining began before the delay ended")
 	}
-	select {
-	case err := <-p.exited:
-		if err != nil || !strings.Contains(p.logs.String(), "shut down cleanly") {
-			t.Errorf("exit: %v\n%s", err, p.logs)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("modelwatch did not exit after the delay")
-	}
+	p.waitCleanExit(t)
 }
 
 // TestSecondSignalEndsAtOnce: a second SIGTERM during a long shutdown
